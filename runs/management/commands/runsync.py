@@ -1,0 +1,152 @@
+"""runsync: run pipelines by hand (or from cron) and print what they did."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from runs.models import Run, RunStatus, RunStep
+from runs.pipeline import UnknownPipeline, all_pipelines, get_pipeline
+from runs.runner import run_pipeline
+from runs.services import format_duration, latest_runs
+
+EXIT_SUCCESS, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_SKIPPED = 0, 1, 2, 3, 4
+
+# For several pipelines, the exit code of the worst outcome wins.
+_EXIT_FOR_STATUS = {
+    RunStatus.SUCCESS: EXIT_SUCCESS,
+    RunStatus.PARTIAL: EXIT_PARTIAL,
+    RunStatus.SKIPPED: EXIT_SKIPPED,
+    RunStatus.FAILED: EXIT_FAILED,
+    RunStatus.CANCELLED: EXIT_FAILED,
+    RunStatus.ABANDONED: EXIT_FAILED,
+}
+_SEVERITY = [EXIT_SUCCESS, EXIT_SKIPPED, EXIT_PARTIAL, EXIT_FAILED]
+
+EPILOG = """exit codes:
+  0  success
+  1  failed (or cancelled)
+  2  usage error (unknown pipeline: the known ones are listed)
+  3  partial: finished, but some items or a non-critical step failed
+  4  skipped: the pipeline was already running
+"""
+
+
+class Command(BaseCommand):
+    help = "Run one or more sync pipelines in order, or list them with --list."
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        import argparse
+
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.epilog = EPILOG
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("pipelines", nargs="*", metavar="NAME", help="pipelines to run, in order")
+        parser.add_argument("--list", action="store_true", help="list the pipelines with schedule and last status")
+        parser.add_argument("--scheduled", action="store_true",
+                            help="record the runs as scheduled (unattended: no prompts, no live progress)")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="read and compare everything, write nothing")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from rich.console import Console
+
+        console = Console(file=self.stdout._out, highlight=False, soft_wrap=True)
+        if options["list"]:
+            self._list(console)
+            return
+        names = options["pipelines"]
+        if not names:
+            raise CommandError("Name at least one pipeline, or use --list.", returncode=EXIT_USAGE)
+        for name in names:
+            try:
+                get_pipeline(name)
+            except UnknownPipeline as exc:
+                raise CommandError(str(exc), returncode=EXIT_USAGE) from None
+
+        mode = "scheduled" if options["scheduled"] else "manual"
+        live = console.is_terminal and not options["scheduled"]
+        worst = EXIT_SUCCESS
+        for name in names:
+            run = self._run_one(console, name, mode=mode, dry_run=options["dry_run"], live=live)
+            self._summary(console, run)
+            code = _EXIT_FOR_STATUS.get(run.status, EXIT_FAILED)
+            if _SEVERITY.index(code) > _SEVERITY.index(worst):
+                worst = code
+        if worst != EXIT_SUCCESS:
+            sys.exit(worst)
+
+    def _run_one(self, console: Any, name: str, *, mode: str, dry_run: bool, live: bool) -> Run:
+        if not live:
+            return run_pipeline(name, mode=mode, dry_run=dry_run)
+        from rich.live import Live
+
+        holder: dict[str, Any] = {}
+
+        def on_start(tracker: Any) -> None:
+            holder["tracker"] = tracker
+            holder["live"] = Live(_Progress(tracker, name), console=console, refresh_per_second=4, transient=True)
+            holder["live"].start()
+
+        try:
+            return run_pipeline(name, mode=mode, dry_run=dry_run, on_start=on_start)
+        finally:
+            if "live" in holder:
+                holder["live"].stop()
+
+    def _list(self, console: Any) -> None:
+        pipelines = all_pipelines()
+        last = latest_runs([p.name for p in pipelines])
+        width = max((len(p.name) for p in pipelines), default=4)
+        for p in pipelines:
+            run = last.get(p.name)
+            state = f"{run.status} ({run.started_at:%Y-%m-%d %H:%M})" if run else "never run"
+            console.print(f"{p.name:<{width}}  {p.schedule or '-':<20}  {state}", markup=False)
+
+    def _summary(self, console: Any, run: Run) -> None:
+        from rich.table import Table
+
+        title = f"{run.pipeline}: {run.status}"
+        if run.dry_run:
+            title += " (dry run)"
+        table = Table(title=title, title_justify="left")
+        for column in ("step", "status", "read", "created", "updated", "skipped", "failed", "duration"):
+            table.add_column(column, justify="left" if column in ("step", "status") else "right")
+        steps = list(RunStep.objects.filter(run_id=run.pk).order_by("position")) if run.pk else []
+        for s in steps:
+            table.add_row(s.name, s.status, str(s.read), str(s.created), str(s.updated), str(s.skipped),
+                          str(s.failed), format_duration(s.duration_ms))
+        table.add_row("total", run.status, "", str(run.created), str(run.updated), str(run.skipped),
+                      str(run.failed), format_duration(run.duration_ms), style="bold")
+        console.print(table)
+        if run.message:
+            console.print(run.message, markup=False)
+        if run.error_count:
+            console.print(f"{run.error_count} error(s) recorded.", markup=False)
+        if run.pk:
+            console.print(f"Details: {run.get_absolute_url()}", markup=False)
+
+
+class _Progress:
+    """Rich renderable showing the live step counters of a tracker."""
+
+    def __init__(self, tracker: Any, name: str) -> None:
+        self.tracker = tracker
+        self.name = name
+
+    def __rich__(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=f"{self.name}: running", title_justify="left")
+        for column in ("step", "status", "progress"):
+            table.add_column(column)
+        for state in list(self.tracker.steps.values()):
+            done = state.created + state.updated + state.skipped + state.failed
+            progress = f"{done}/{state.total}" if state.total else (f"{done or state.read}")
+            table.add_row(state.name, state.status, progress)
+        return table

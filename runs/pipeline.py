@@ -1,0 +1,326 @@
+"""The pipeline API: a registry and the friendly layer over RunTracker.
+
+    from runs.pipeline import register
+
+    @register("people", schedule="0 8,11,14,17 * * *")
+    def people(run):
+        with run.step("sportlink-download") as step:
+            rows = read_export()
+            step.read(len(rows))
+        with run.step("rondo-club-sync", total=len(rows)) as step:
+            for row in rows:
+                with step.item(row):      # an exception here becomes a RunError
+                    ...                   # for this item; the loop goes on
+                    step.created()        # or updated() / skipped()
+        run.skip_step("laposta-submit", "LAPOSTA_API_KEY is not set")
+
+A step that raises is `failed`; unless it was opened with `critical=False`
+the exception ends the run as `failed`. `step.skip(reason)` ends a step as
+`skipped`. Cancellation is checked when a step starts (a database read) and
+before every item (an in-memory flag the tracker's writer sets).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from runs.models import Run, RunStatus, StepStatus
+from runs.tracebacks import exception_message, format_exception
+from runs.tracker import DEFAULT_IDENTIFIER_KEYS, RunTracker, StepState
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+logger = logging.getLogger("runs.pipeline")
+
+
+class Cancelled(BaseException):  # noqa: N818 - reads as "raise Cancelled"
+    """Raised at a step or item boundary after a cancel was requested.
+
+    A BaseException, like KeyboardInterrupt, so that a pipeline's own
+    `except Exception` cannot swallow it.
+    """
+
+
+class SkipStep(Exception):  # noqa: N818
+    """Raised by `step.skip(reason)` to end a step as skipped."""
+
+
+class UnknownPipeline(KeyError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        known = ", ".join(sorted(_registry)) or "none"
+        return f"Unknown pipeline {self.name!r}. Known pipelines: {known}."
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    func: Callable[[PipelineRun], Any]
+    schedule: str | None = None
+    description: str = ""
+    identifier_keys: tuple[str, ...] = DEFAULT_IDENTIFIER_KEYS
+    #: Alerting on a `partial` run (the alerts read this).
+    alert_on_partial: bool = True
+    options: dict = field(default_factory=dict)
+
+
+_registry: dict[str, Pipeline] = {}
+
+
+def register(
+    name: str,
+    *,
+    schedule: str | None = None,
+    description: str = "",
+    identifier_keys: Sequence[str] | None = None,
+    alert_on_partial: bool = True,
+    **options: Any,
+) -> Callable[[Callable], Callable]:
+    """Register a pipeline function under `name` with its default cron schedule."""
+
+    def decorate(func: Callable[[PipelineRun], Any]) -> Callable[[PipelineRun], Any]:
+        if schedule is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(schedule):
+                raise ValueError(f"pipeline {name!r}: invalid cron schedule {schedule!r}")
+        _registry[name] = Pipeline(
+            name=name,
+            func=func,
+            schedule=schedule,
+            description=description or (func.__doc__ or "").strip().split("\n")[0],
+            identifier_keys=tuple(identifier_keys or DEFAULT_IDENTIFIER_KEYS),
+            alert_on_partial=alert_on_partial,
+            options=options,
+        )
+        return func
+
+    return decorate
+
+
+def unregister(name: str) -> None:
+    _registry.pop(name, None)
+
+
+def get_pipeline(name: str) -> Pipeline:
+    try:
+        return _registry[name]
+    except KeyError:
+        raise UnknownPipeline(name) from None
+
+
+def all_pipelines() -> list[Pipeline]:
+    """Registered pipelines in registration order."""
+    return list(_registry.values())
+
+
+class Item:
+    """Context manager around one item: an exception becomes a RunError."""
+
+    __slots__ = ("step", "obj", "identifier")
+
+    def __init__(self, step: Step, obj: Any, identifier: Any) -> None:
+        self.step = step
+        self.obj = obj
+        self.identifier = identifier
+
+    def __enter__(self) -> Item:
+        if self.step._cancel.is_set():
+            raise Cancelled()
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        if exc_type is None or not issubclass(exc_type, Exception) or issubclass(exc_type, SkipStep):
+            return False
+        self.step.fail_item(exc, obj=self.obj, identifier=self.identifier)
+        return True
+
+
+class Step:
+    """One step of a run; see the module docstring."""
+
+    def __init__(self, run: PipelineRun, name: str, *, critical: bool = True, total: int | None = None) -> None:
+        self.run = run
+        self.name = name
+        self.critical = critical
+        self._initial_total = total
+        self._tracker = run.tracker
+        self._cancel = run.tracker.cancel_event
+        self.id: int | None = None
+        # Counts are kept here when tracking could not start, so a pipeline
+        # (and its tests) behave the same with or without a database.
+        self.state = StepState(local_id=0, name=name, position=0, critical=critical, total=total)
+
+    # counters: cheap in-memory increments; the writer thread flushes them
+    def read(self, n: int = 1) -> None:
+        self.state.read += n
+
+    def created(self, n: int = 1) -> None:
+        self.state.created += n
+
+    def updated(self, n: int = 1) -> None:
+        self.state.updated += n
+
+    def skipped(self, n: int = 1) -> None:
+        self.state.skipped += n
+
+    def failed(self, n: int = 1) -> None:
+        self.state.failed += n
+
+    @property
+    def total(self) -> int | None:
+        return self.state.total
+
+    @total.setter
+    def total(self, value: int | None) -> None:
+        self.state.total = value
+
+    @property
+    def detail(self) -> dict:
+        return self.state.detail
+
+    def item(self, obj: Any = None, *, identifier: Any = None) -> Item:
+        """Wrap the handling of one item (a member, a team, ...)."""
+        return Item(self, obj, identifier)
+
+    def fail_item(self, exc: BaseException | str, *, obj: Any = None, identifier: Any = None,
+                  identifier_kind: str = "") -> None:
+        """Count one failed item and record why (an exception or a message)."""
+        self.state.failed += 1
+        if identifier is None:
+            identifier, kind = self._tracker.identify(obj)
+        else:
+            kind = identifier_kind
+        if isinstance(exc, BaseException):
+            self._tracker.record_error(step_id=self.id, step_name=self.name, identifier=identifier,
+                                       identifier_kind=kind or identifier_kind, message=exception_message(exc),
+                                       traceback=format_exception(exc))
+        else:
+            self._tracker.record_error(step_id=self.id, step_name=self.name, identifier=identifier,
+                                       identifier_kind=kind or identifier_kind, message=exc)
+
+    def record_errors(self, errors: Any) -> None:
+        """Record errors reported by a helper: a list of dicts/exceptions, or a count."""
+        self._tracker.record_errors(self.name, self.id, errors)
+
+    def skip(self, reason: str) -> None:
+        """End this step now as `skipped`, with the reason."""
+        raise SkipStep(reason)
+
+    def check_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled()
+
+    def __enter__(self) -> Step:
+        self.run.check_cancelled(query=True)
+        self.id = self._tracker.start_step(self.name, critical=self.critical, total=self._initial_total)
+        tracked = self._tracker.steps.get(self.id) if self.id is not None else None
+        if tracked is not None:
+            self.state = tracked
+        self.run.current_step = self
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        self.run.current_step = None
+        state = self.state
+        if exc_type is None:
+            status, reason, swallow = (StepStatus.PARTIAL if state.failed else StepStatus.SUCCESS), "", False
+        elif issubclass(exc_type, SkipStep):
+            status, reason, swallow = StepStatus.SKIPPED, str(exc), True
+        elif issubclass(exc_type, Cancelled):
+            status, reason, swallow = StepStatus.CANCELLED, "Cancelled on request.", False
+        elif issubclass(exc_type, Exception):
+            status, reason = StepStatus.FAILED, exception_message(exc)
+            self._tracker.record_error(step_id=self.id, step_name=self.name, message=reason,
+                                       traceback=format_exception(exc))
+            exc._syncsite_recorded = True  # the runner must not record it twice
+            swallow = not self.critical
+        else:  # KeyboardInterrupt, SystemExit
+            status, reason, swallow = StepStatus.FAILED, f"Interrupted ({exc_type.__name__}).", False
+        self._tracker.end_step(self.id, status=status, reason=reason)
+        state.status = status
+        self.run.step_results.append(self)
+        return swallow
+
+
+class PipelineRun:
+    """What a pipeline function receives: steps, child runs, cancellation."""
+
+    def __init__(self, pipeline: Pipeline, tracker: RunTracker, *, dry_run: bool = False, mode: str = "manual",
+                 triggered_by_id: int | None = None) -> None:
+        self.pipeline = pipeline
+        self.name = pipeline.name
+        self.tracker = tracker
+        self.dry_run = dry_run
+        self.mode = mode
+        self.triggered_by_id = triggered_by_id
+        self.summary: dict[str, Any] = {}
+        self.child_statuses: list[str] = []
+        self.step_results: list[Step] = []
+        self.current_step: Step | None = None
+
+    @property
+    def run_id(self) -> int | None:
+        return self.tracker.run_id
+
+    def step(self, name: str, *, critical: bool = True, total: int | None = None) -> Step:
+        return Step(self, name, critical=critical, total=total)
+
+    def skip_step(self, name: str, reason: str) -> None:
+        """Record a step that does not run (e.g. a destination is not configured)."""
+        self.check_cancelled(query=False)
+        self.tracker.skip_step(name, reason)
+
+    def check_cancelled(self, *, query: bool = False) -> None:
+        """Raise Cancelled if a cancel was requested.
+
+        With `query`, ask the database now (done at step boundaries); the
+        writer thread also notices within about a second.
+        """
+        if not self.tracker.cancel_event.is_set() and query and self.tracker.run_id is not None:
+            try:
+                requested = Run.objects.filter(pk=self.tracker.run_id).values_list(
+                    "cancel_requested_at", flat=True).first()
+            except Exception:
+                logger.exception("run tracking: could not check for a cancel request")
+                requested = None
+            if requested is not None:
+                self.tracker.cancel_event.set()
+        if self.tracker.cancel_event.is_set():
+            raise Cancelled()
+
+    def run_child(self, name: str) -> Run:
+        """Run another pipeline as a child of this run and show it as a step here.
+
+        The child tracks its own steps; this run gets one step named after the
+        child with the child's status and totals. A failing child does not stop
+        the parent: the caller goes on with the next.
+        """
+        from runs.runner import run_pipeline  # runner imports this module
+
+        self.check_cancelled(query=True)
+        sid = self.tracker.start_step(name, critical=False)
+        child = run_pipeline(name, mode=self.mode, dry_run=self.dry_run, parent=self.tracker.run_id,
+                             triggered_by_id=self.triggered_by_id)
+        self.child_statuses.append(child.status)
+        step_status = {
+            RunStatus.SUCCESS: StepStatus.SUCCESS,
+            RunStatus.PARTIAL: StepStatus.PARTIAL,
+            RunStatus.SKIPPED: StepStatus.SKIPPED,
+            RunStatus.CANCELLED: StepStatus.CANCELLED,
+        }.get(child.status, StepStatus.FAILED)
+        self.tracker.end_step(
+            sid, status=step_status, created=child.created, updated=child.updated, skipped=child.skipped,
+            failed=child.failed, detail={"child_run": child.pk}, reason=child.message,
+        )
+        if child.status == RunStatus.CANCELLED:
+            raise Cancelled()
+        return child

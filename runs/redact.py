@@ -1,0 +1,92 @@
+"""Scrubbing secrets and trimming text before it is stored or shown.
+
+Each pattern is guarded by a cheap substring test, so the common case (a
+message with nothing secret in it) costs a `lower()` and a few `in` checks
+instead of a regex scan of a 1 KB traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from django.conf import settings
+
+MASK = "***"
+
+# scheme://user:password@host -> scheme://***:***@host
+_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@'\"]+:[^/\s@'\"]+@")
+
+# api_key=..., "password": "...", Authorization: Bearer ..., X-FreeScout-API-Key: ...
+_KEYWORDS = (
+    "key",
+    "token",
+    "pass",
+    "pwd",
+    "secret",
+    "auth",
+    "credential",
+)
+_KEY_VALUE = re.compile(
+    r"""(?ix)
+    (
+      ["']?
+      \b(?:[a-z0-9_-]*api[_-]?key|apikey|[a-z_]*token|password|passwd|pwd|[a-z_]*secret|authorization
+         |x-freescout-api-key|credentials?)\b
+      ["']?
+      \s*[:=]\s*
+      ["']?
+      (?:bearer\s+|basic\s+|token\s+)?
+    )
+    [^\s&'",;}<>]+
+    """
+)
+
+
+@lru_cache(maxsize=1)
+def _known_secrets() -> tuple[str, ...]:
+    # The configured values themselves: whatever shape they appear in
+    # (an httpx repr, an echoed request), the exact value is removed.
+    values = []
+    for name in getattr(settings, "SECRET_SETTINGS", ()):
+        value = getattr(settings, name, "") or ""
+        if isinstance(value, str) and len(value) >= 6:
+            values.append(value)
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+def clear_secret_cache() -> None:
+    """Forget the configured secrets (tests change settings)."""
+    _known_secrets.cache_clear()
+
+
+def redact(text: str) -> str:
+    """Return `text` with credentials, tokens and configured secrets masked."""
+    if not text:
+        return text
+    for secret in _known_secrets():
+        if secret in text:
+            text = text.replace(secret, MASK)
+    if "://" in text and "@" in text:
+        text = _URL_CREDENTIALS.sub(lambda m: m.group(1) + f"{MASK}:{MASK}@", text)
+    lowered = text.lower()
+    if any(word in lowered for word in _KEYWORDS) and (":" in text or "=" in text):
+        text = _KEY_VALUE.sub(lambda m: m.group(1) + MASK, text)
+    return text
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut `text` to at most `limit` characters, saying that it was cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def truncate_traceback(text: str, limit: int) -> str:
+    """Keep the end of a traceback (where the exception is) within `limit`."""
+    if len(text) <= limit:
+        return text
+    marker = f"… ({len(text) - limit} characters cut)\n"
+    head = limit // 4
+    tail = limit - head - len(marker)
+    return text[:head] + marker + text[-tail:]

@@ -1,0 +1,154 @@
+"""The runner: the only way a pipeline runs (runsync, django-q2 tasks, the dashboard)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from runs.models import Run, RunStatus, RunStep, StepStatus
+from runs.pipeline import Cancelled, PipelineRun, get_pipeline
+from runs.tracebacks import exception_message, format_exception
+from runs.tracker import RunTracker, compute_run_status
+
+logger = logging.getLogger("runs.runner")
+
+
+def run_pipeline(
+    name: str,
+    *,
+    mode: str = "manual",
+    dry_run: bool = False,
+    parent: Run | int | None = None,
+    triggered_by_id: int | None = None,
+    task_id: str = "",
+    on_start: Callable[[RunTracker], None] | None = None,
+) -> Run:
+    """Run pipeline `name` and return its finished Run.
+
+    Takes the pipeline lock (a unique constraint on running runs): when the
+    pipeline is already running, a `skipped` run naming the holder is recorded
+    and returned. The pipeline runs inside try/finally, so an exception,
+    KeyboardInterrupt or SystemExit still finishes the run (`failed`); the two
+    latter are re-raised afterwards. A honoured cancel request ends it
+    `cancelled`. Raises UnknownPipeline for a name that is not registered.
+    """
+    pipeline = get_pipeline(name)
+    parent_id = parent.pk if isinstance(parent, Run) else parent
+    try:
+        reap_stale_runs()
+    except Exception:
+        logger.exception("could not reap stale runs")
+
+    tracker = RunTracker(
+        name,
+        mode=mode,
+        parent_id=parent_id,
+        triggered_by_id=triggered_by_id,
+        dry_run=dry_run,
+        task_id=task_id,
+        identifier_keys=pipeline.identifier_keys,
+    )
+    tracker.start_run()
+    if tracker.held_by is not None:
+        logger.warning("%s is already running (run #%s); recorded run #%s as skipped",
+                       name, tracker.held_by, tracker.run_id)
+        return _load(tracker, name)
+    if tracker.run_id is None:
+        logger.error("run tracking is unavailable; %s runs untracked", name)
+
+    run = PipelineRun(pipeline, tracker, dry_run=dry_run, mode=mode, triggered_by_id=triggered_by_id)
+    if on_start is not None:
+        on_start(tracker)
+    status: str | None = None
+    message = ""
+    escaped: BaseException | None = None
+    try:
+        pipeline.func(run)
+    except Cancelled:
+        status, message = RunStatus.CANCELLED, "Cancelled on request."
+    except BaseException as exc:  # noqa: BLE001 - the run must finish whatever happened
+        status = RunStatus.FAILED
+        message = exception_message(exc)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            message = f"Interrupted ({type(exc).__name__})."
+            escaped = exc
+        if not getattr(exc, "_syncsite_recorded", False):
+            tracker.record_error(step_name=run.current_step.name if run.current_step else "",
+                                 step_id=run.current_step.id if run.current_step else None,
+                                 message=message, traceback=format_exception(exc))
+        logger.error("pipeline %s failed: %s", name, message)
+    finally:
+        if status is None:
+            status = compute_run_status([s.status for s in tracker.steps.values()], tracker.error_count,
+                                        run.child_statuses)
+        tracker.end_run(status=status, summary=run.summary, message=message)
+    if escaped is not None:
+        raise escaped
+    return _load(tracker, name)
+
+
+def _load(tracker: RunTracker, name: str) -> Run:
+    if tracker.run_id is not None:
+        try:
+            return Run.objects.get(pk=tracker.run_id)
+        except Exception:
+            logger.exception("could not load run #%s", tracker.run_id)
+    # Untracked: give the caller an unsaved Run with what is known.
+    totals = tracker.totals()
+    return Run(pipeline=name, status=tracker.status or RunStatus.FAILED, error_count=tracker.error_count, **totals)
+
+
+def reap_stale_runs(*, now: datetime | None = None, stale_after: timedelta | None = None) -> list[int]:
+    """Mark running runs whose heartbeat stopped as `abandoned`; returns their ids.
+
+    The process that ran them died (SIGKILL, power loss, OOM), so nothing
+    else will ever finish them. Moving them out of `running` frees the lock.
+    Each run is claimed with a conditional UPDATE, so two reapers on two
+    hosts never both claim one.
+    """
+    now = now or timezone.now()
+    stale_after = stale_after or timedelta(seconds=settings.RUNS_STALE_AFTER_S)
+    cutoff = now - stale_after
+    candidates = list(
+        Run.objects.running()
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
+        .values_list("pk", "started_at", "heartbeat_at")
+    )
+    reaped = []
+    for pk, started_at, heartbeat_at in candidates:
+        last_seen = heartbeat_at or started_at
+        with transaction.atomic():
+            claimed = Run.objects.filter(pk=pk, status=RunStatus.RUNNING, heartbeat_at=heartbeat_at).update(
+                status=RunStatus.ABANDONED,
+                finished_at=last_seen,
+                duration_ms=max(0, int((last_seen - started_at).total_seconds() * 1000)),
+                message=(
+                    "Abandoned: the process running this pipeline stopped without finishing it "
+                    f"(no heartbeat since {timezone.localtime(last_seen):%Y-%m-%d %H:%M:%S})."
+                ),
+            )
+            if claimed:
+                RunStep.objects.filter(run_id=pk, status=StepStatus.RUNNING).update(
+                    status=StepStatus.FAILED,
+                    finished_at=last_seen,
+                    duration_ms=None,
+                    reason="The process stopped during this step.",
+                )
+                reaped.append(pk)
+    if reaped:
+        logger.warning("marked %d stale run(s) as abandoned: %s", len(reaped), reaped)
+    return reaped
+
+
+def running_duration_ms(run: Run, now: datetime | None = None) -> int:
+    """How long a run has been going (or went)."""
+    if run.duration_ms is not None:
+        return run.duration_ms
+    return max(0, int(((now or timezone.now()) - run.started_at).total_seconds() * 1000))
+

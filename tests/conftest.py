@@ -1,0 +1,63 @@
+"""Shared fixtures. Tracker writes happen on a separate thread with its own
+connection, so tests that run pipelines use `transactional_db` (a test wrapped
+in one transaction would hold SQLite's write lock the writer needs)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sample_pipelines(django_db_setup):
+    import tests.sample_pipelines  # noqa: F401  (registers the sample pipelines)
+
+
+@pytest.fixture(autouse=True)
+def _fast_flush(settings):
+    # The writer flushes often in tests so a live value is visible quickly.
+    settings.RUNS_FLUSH_INTERVAL_S = 0.02
+
+
+@pytest.fixture
+def subprocess_env(transactional_db):
+    """Environment for a `manage.py` subprocess that uses the test database."""
+    db = connection.settings_dict
+    env = dict(os.environ)
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        user, password, host, port = db["USER"], db["PASSWORD"], db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+        env["DATABASE_URL"] = f"postgres://{user}:{password}@{host}:{port}/{db['NAME']}"
+    env["RUNS_EXTRA_PIPELINE_MODULES"] = "tests.sample_pipelines"
+    env["DJANGO_SETTINGS_MODULE"] = "syncsite.settings"
+    env["PYTHONPATH"] = str(ROOT)
+    env.setdefault("LOG_LEVEL", "WARNING")
+    return env
+
+
+def manage(*args, env, **kwargs):
+    """Run manage.py in a subprocess with the test database."""
+    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, **kwargs)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_binary(name: str) -> str:
+    """The path of a system binary a test needs; skip loudly outside CI, fail in CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (CI installs it via .ci/run)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
