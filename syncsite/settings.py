@@ -279,6 +279,18 @@ else:
 
 ALERT_EMAILS = env_list("ALERT_EMAILS")
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
+# A run still going after this many times its pipeline's median duration is
+# reported as long-running (never before ALERT_LONG_RUNNING_MIN seconds).
+ALERT_LONG_RUNNING_FACTOR = float(env_str("ALERT_LONG_RUNNING_FACTOR", "3"))
+if ALERT_LONG_RUNNING_FACTOR < 1:
+    raise ImproperlyConfigured("ALERT_LONG_RUNNING_FACTOR must be at least 1")
+ALERT_LONG_RUNNING_MIN_S = env_int("ALERT_LONG_RUNNING_MIN", 300, minimum=0)
+# The overdue message is repeated after this long while the set of overdue
+# pipelines stays the same; a change in the set sends at once and restarts it.
+ALERT_OVERDUE_COOLDOWN_S = env_int("ALERT_OVERDUE_COOLDOWN", 24 * 3600, minimum=60)
+# A failing mail server or webhook is retried on later checks, this often.
+ALERT_MAX_ATTEMPTS = env_int("ALERT_MAX_ATTEMPTS", 10, minimum=1)
+ALERT_RETRY_S = env_int("ALERT_RETRY", 300, minimum=0)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "syncsite@localhost")
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
