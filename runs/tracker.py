@@ -496,6 +496,7 @@ class _Writer(threading.Thread):
         self.pending_errors: list[tuple] = []
         self.prepared_errors: list[list] = []
         self.disabled = False
+        self.errors_disabled = False
         self.last_totals: tuple | None = None
 
     def run(self) -> None:
@@ -571,7 +572,7 @@ class _Writer(threading.Thread):
             self.pending_steps.append(item[1])
         elif kind == "step_end":
             self.pending_ends.append(item[1])
-        elif kind == "error":
+        elif kind == "error" and not self.errors_disabled:
             self.pending_errors.append(item)
 
     def _flush_with_retry(self, final: _Stop | None) -> None:
@@ -586,6 +587,13 @@ class _Writer(threading.Thread):
                 return
             except OperationalError as exc:
                 if _is_permanent(exc):
+                    if (self.prepared_errors or self.pending_errors) and not self.errors_disabled:
+                        # Keep what can be kept: the run and its steps without the errors.
+                        logger.error("run tracking: cannot store errors for run #%s: %s", self.tracker.run_id, exc)
+                        self.errors_disabled = True
+                        self.pending_errors.clear()
+                        self.prepared_errors.clear()
+                        continue
                     logger.error("run tracking disabled for run #%s: %s", self.tracker.run_id, exc)
                     self.disabled = True
                     return
@@ -685,7 +693,7 @@ class _Writer(threading.Thread):
         opts = RunError._meta
         columns = ["run_id", "step_id", "step_name", "identifier", "identifier_kind", "message", "traceback",
                    "created_at"]
-        sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 - quoted identifiers, %s params
             connection.ops.quote_name(opts.db_table),
             ", ".join(connection.ops.quote_name(c) for c in columns),
             ", ".join(["%s"] * len(columns)),

@@ -56,7 +56,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from rich.console import Console
 
-        console = Console(file=self.stdout._out, highlight=False, soft_wrap=True)
+        out = self.stdout._out
+        # Not a terminal (cron, logs, tests): a fixed wide layout, no colours.
+        width = None if getattr(out, "isatty", lambda: False)() else 120
+        console = Console(file=out, highlight=False, soft_wrap=True, width=width)
         if options["list"]:
             self._list(console)
             return
@@ -116,7 +119,8 @@ class Command(BaseCommand):
             title += " (dry run)"
         table = Table(title=title, title_justify="left")
         for column in ("step", "status", "read", "created", "updated", "skipped", "failed", "duration"):
-            table.add_column(column, justify="left" if column in ("step", "status") else "right")
+            table.add_column(column, justify="left" if column in ("step", "status") else "right",
+                             overflow="fold", min_width=len(column))
         steps = list(RunStep.objects.filter(run_id=run.pk).order_by("position")) if run.pk else []
         for s in steps:
             table.add_row(s.name, s.status, str(s.read), str(s.created), str(s.updated), str(s.skipped),

@@ -1,0 +1,82 @@
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from runs.models import Run
+from tests.conftest import manage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def runsync(*args):
+    out = io.StringIO()
+    code = 0
+    try:
+        call_command("runsync", *args, stdout=out)
+    except SystemExit as exc:
+        code = exc.code
+    return code, out.getvalue()
+
+
+def test_list_prints_each_pipeline_with_schedule_and_last_status():
+    call_command("runsync", "clean", stdout=io.StringIO())
+    code, out = runsync("--list")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "0 8 * * *" in lines["sample"] and "never run" in lines["sample"]
+    assert "success" in lines["clean"]
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "code", "status"),
+    [("clean", 0, "success"), ("boom", 1, "failed"), ("sample", 3, "partial")],
+)
+def test_exit_codes_follow_the_run_status(pipeline, code, status):
+    got, out = runsync(pipeline)
+    assert got == code
+    run = Run.objects.get(pipeline=pipeline)
+    assert run.status == status
+    assert f"Details: /runs/{run.pk}/" in out
+    assert f"{pipeline}: {status}" in out
+
+
+def test_an_already_running_pipeline_exits_4():
+    Run.objects.create(pipeline="clean", status="running", heartbeat_at=timezone.now())
+    code, out = runsync("clean")
+    assert code == 4
+    assert "already running" in out
+
+
+def test_summary_table_shows_each_step_and_the_worst_exit_code_wins():
+    code, out = runsync("clean", "sample", "--scheduled")
+    assert code == 3
+    for text in ("sample-download", "sample-sync", "sample-submit", "skipped", "total"):
+        assert text in out
+    assert set(Run.objects.values_list("mode", flat=True)) == {"scheduled"}
+
+
+def test_dry_run_is_recorded():
+    runsync("clean", "--dry-run")
+    assert Run.objects.get(pipeline="clean").dry_run is True
+
+
+def test_an_unknown_pipeline_is_a_usage_error_listing_the_known_ones():
+    with pytest.raises(CommandError) as info:
+        call_command("runsync", "peopel")
+    assert info.value.returncode == 2
+    assert "peopel" in str(info.value) and "sample" in str(info.value)
+
+
+@pytest.mark.slow
+def test_the_real_exit_codes_from_a_subprocess(subprocess_env):
+    assert manage("runsync", "clean", env=subprocess_env).returncode == 0
+    result = manage("runsync", "peopel", env=subprocess_env)
+    assert result.returncode == 2
+    assert "Known pipelines" in result.stderr
+    result = manage("runsync", "sample", env=subprocess_env)
+    assert result.returncode == 3
+    assert "sample-sync" in result.stdout
+    help_text = manage("runsync", "--help", env=subprocess_env).stdout
+    assert "3  partial" in help_text and "4  skipped" in help_text

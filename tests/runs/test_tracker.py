@@ -1,0 +1,238 @@
+import logging
+
+import pytest
+from django.db import connection
+
+from runs.models import Run, RunError, RunStep
+from runs.redact import clear_secret_cache
+from runs.tracker import RunTracker, compute_run_status
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def tracker():
+    t = RunTracker("people", mode="manual")
+    assert t.start_run() is not None
+    yield t
+    t.end_run()
+
+
+def errors_of(run_id):
+    return list(RunError.objects.filter(run_id=run_id).order_by("id"))
+
+
+def test_it_records_a_run_with_steps_and_counts():
+    t = RunTracker("people", mode="scheduled")
+    run_id = t.start_run()
+    sid = t.start_step("sportlink-download")
+    t.end_step(sid, status="success", read=12)
+    sid2 = t.start_step("rondo-club-sync")
+    t.end_step(sid2, status="success", created=3, updated=2, skipped=7, failed=0, detail={"batches": 1})
+    assert t.end_run() == "success"
+
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.mode, run.created, run.updated, run.skipped, run.failed) == (
+        "success", "scheduled", 3, 2, 7, 0)
+    assert run.finished_at is not None and run.duration_ms is not None
+    steps = list(RunStep.objects.filter(run=run).order_by("position"))
+    assert [(s.position, s.name, s.status, s.read, s.created) for s in steps] == [
+        (1, "sportlink-download", "success", 12, 0),
+        (2, "rondo-club-sync", "success", 0, 3),
+    ]
+    assert steps[1].detail == {"batches": 1}
+    assert steps[0].duration_ms is not None
+
+
+def test_record_errors_with_a_count_records_one_error(tracker):
+    sid = tracker.start_step("rondo-club-sync")
+    tracker.record_errors("rondo-club-sync", sid, 3)
+    tracker.end_step(sid, status="partial", failed=3)
+    tracker.end_run()
+    (error,) = errors_of(tracker.run_id)
+    assert error.message == "Step reported 3 errors"
+    assert error.step.name == "rondo-club-sync"
+    assert Run.objects.get(pk=tracker.run_id).status == "partial"
+
+
+@pytest.mark.parametrize("nothing", [0, None, []])
+def test_record_errors_with_nothing_records_nothing(tracker, nothing):
+    tracker.record_errors("step", None, nothing)
+    tracker.end_run()
+    assert errors_of(tracker.run_id) == []
+    assert Run.objects.get(pk=tracker.run_id).status == "success"
+
+
+def test_identifier_precedence_and_message_fallbacks(tracker):
+    tracker.record_errors("sync", None, [
+        {"email": "a@example.org", "knvb_id": "ABC12D3", "message": "first"},
+        {"email": "b@example.org", "dossier_id": "T-1", "error": "second"},
+        {"dossier_id": "T-2", "team_name": "JO11-1"},
+        {"team_name": "JO11-1", "commissie_name": "Jeugd", "message": "fourth"},
+        {"commissie_name": "Jeugd", "message": "fifth"},
+        {"message": "sixth"},
+    ])
+    tracker.end_run()
+    got = [(e.identifier, e.identifier_kind, e.message) for e in errors_of(tracker.run_id)]
+    assert got == [
+        ("ABC12D3", "knvb_id", "first"),
+        ("b@example.org", "email", "second"),
+        ("T-2", "dossier_id", "Unknown error"),
+        ("JO11-1", "team", "fourth"),
+        ("Jeugd", "commissie", "fifth"),
+        ("", "", "sixth"),
+    ]
+
+
+def test_identifier_precedence_is_configurable():
+    t = RunTracker("discipline", identifier_keys=("dossier_id", "knvb_id"))
+    t.start_run()
+    t.record_errors("discipline-sync", None, [{"knvb_id": "ABC12D3", "dossier_id": "T-12345", "message": "x"}])
+    t.end_run()
+    (error,) = errors_of(t.run_id)
+    assert (error.identifier, error.identifier_kind) == ("T-12345", "dossier_id")
+
+
+def test_an_exception_item_gives_its_text_and_traceback(tracker):
+    def fail():
+        raise ValueError("geboortedatum is not a date")
+
+    try:
+        fail()
+    except ValueError as exc:
+        tracker.record_errors("sync", None, [exc])
+    tracker.end_run()
+    (error,) = errors_of(tracker.run_id)
+    assert error.message == "geboortedatum is not a date"
+    assert "Traceback (most recent call last)" in error.traceback
+    assert 'in fail' in error.traceback
+    assert error.traceback.rstrip().endswith("ValueError: geboortedatum is not a date")
+
+
+def test_messages_and_tracebacks_are_truncated(tracker):
+    tracker.record_error(message="m" * 5000, traceback="t" * 20000 + "ValueError: end")
+    tracker.end_run()
+    (error,) = errors_of(tracker.run_id)
+    assert len(error.message) == 2000
+    assert len(error.traceback) <= 8000
+    assert error.traceback.endswith("ValueError: end")
+    assert "characters cut" in error.traceback
+
+
+def test_secrets_are_redacted_before_storage(settings):
+    settings.LAPOSTA_API_KEY = "JdMtbsMq2jqJdQZD9AHC"
+    clear_secret_cache()
+    try:
+        t = RunTracker("people")
+        t.start_run()
+        t.record_error(
+            identifier="ABC12D3",
+            message="POST https://bob:hunter22@api.example.org/v2/member?api_key=abc123def failed",
+            traceback=(
+                "httpx.HTTPStatusError: Authorization: Bearer eyJhbGciOi.secret.part\n"
+                "auth=('JdMtbsMq2jqJdQZD9AHC', '')\n"
+                '{"password": "p4ssw0rd!", "token": "tok_live_123"}'
+            ),
+        )
+        t.end_run(summary={"note": "ok"})
+        (error,) = errors_of(t.run_id)
+    finally:
+        clear_secret_cache()
+    stored = error.message + error.traceback
+    for secret in ("hunter22", "abc123def", "eyJhbGciOi", "JdMtbsMq2jqJdQZD9AHC", "p4ssw0rd!", "tok_live_123"):
+        assert secret not in stored
+    assert "https://***:***@api.example.org" in error.message
+    assert error.identifier == "ABC12D3"
+
+
+def test_end_run_accepts_booleans():
+    ok = RunTracker("people")
+    ok.start_run()
+    ok.record_error(message="one member failed")
+    assert ok.end_run(True) == "partial"  # True: computed from what was recorded
+    bad = RunTracker("nikki")
+    bad.start_run()
+    assert bad.end_run(False) == "failed"
+    assert Run.objects.get(pk=bad.run_id).status == "failed"
+
+
+def test_bad_arguments_are_logged_not_raised(tracker, caplog):
+    caplog.set_level(logging.WARNING, logger="runs.tracker")
+    tracker.end_step(9999, status="success")
+    sid = tracker.start_step("x")
+    tracker.end_step(sid, status="not-a-status")
+    tracker.record_errors("x", sid, True)
+    tracker.record_error(step_id="nonsense", message=object())
+    assert tracker.end_run() == "partial"
+    assert "unknown step" in caplog.text
+    assert "run tracking failed in end_step" in caplog.text
+
+
+def test_a_tracker_whose_writes_fail_changes_nothing_for_the_caller(caplog):
+    caplog.set_level(logging.ERROR, logger="runs.tracker")
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE runs_runerror RENAME TO runs_runerror_away")
+    try:
+        t = RunTracker("people")
+        t.start_run()
+        sid = t.start_step("sync")
+        t.record_errors("sync", sid, [{"knvb_id": "ABC12D3", "message": "boom"}] * 50)
+        t.end_step(sid, status="partial", failed=50)
+        assert t.end_run() == "partial"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE runs_runerror_away RENAME TO runs_runerror")
+    assert "run tracking" in caplog.text
+    # What could be written, was: the run and its step are there.
+    assert RunStep.objects.filter(run_id=t.run_id, name="sync").exists()
+
+
+def test_a_missing_run_table_leaves_the_tracker_inert(caplog):
+    caplog.set_level(logging.ERROR)
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE runs_run RENAME TO runs_run_away")
+    try:
+        t = RunTracker("people")
+        assert t.start_run() is None
+        sid = t.start_step("sync")
+        t.record_errors("sync", sid, 3)
+        t.end_step(sid, status="success")
+        t.end_run()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE runs_run_away RENAME TO runs_run")
+    assert "run tracking failed in start_run" in caplog.text
+
+
+def test_the_heartbeat_and_live_counters_are_flushed_while_running():
+    t = RunTracker("people", flush_interval=0.01)
+    run_id = t.start_run()
+    sid = t.start_step("sync")
+    t.steps[sid].created = 5
+    # The writer flushes on its own; wait for it (bounded) without sleeping.
+    for _ in range(500):
+        step = RunStep.objects.filter(run_id=run_id).first()
+        if step is not None and step.created == 5:
+            break
+        t._queue.put(("noop",))
+        t.cancel_event.wait(0.01)
+    run = Run.objects.get(pk=run_id)
+    assert step.created == 5 and step.status == "running"
+    assert run.created == 5 and run.heartbeat_at is not None and run.status == "running"
+    t.end_run()
+
+
+@pytest.mark.parametrize(
+    ("steps", "errors", "children", "expected"),
+    [
+        (["success", "skipped"], 0, [], "success"),
+        (["success", "partial"], 0, [], "partial"),
+        (["success"], 2, [], "partial"),
+        (["failed", "success"], 0, [], "partial"),
+        (["success"], 0, ["success", "failed", "partial"], "failed"),
+        (["success"], 0, ["success", "skipped"], "partial"),
+        (["success"], 0, ["abandoned"], "failed"),
+    ],
+)
+def test_compute_run_status(steps, errors, children, expected):
+    assert compute_run_status(steps, errors, children) == expected
