@@ -1,0 +1,63 @@
+"""Admin for API tokens (imported from RunsConfig.ready; runs/admin.py is the run history's).
+
+A token is generated when the admin saves a new one and shown once, on the
+page that answers the save; only its hash is stored. Revoking keeps the row
+(so the API can answer "revoked" and the history stays).
+"""
+
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from runs.models import ApiToken
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "active")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    list_select_related = ("user",)
+    search_fields = ("name", "user__username", "prefix")
+    actions = ("revoke",)
+    autocomplete_fields = ()
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("name", "user")
+        return ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return ("user", "prefix", "created_at", "last_used_at", "revoked_at")
+
+    @admin.display(boolean=True, description="Active", ordering="revoked_at")
+    def active(self, obj: ApiToken) -> bool:
+        return obj.is_active
+
+    def save_model(self, request, obj: ApiToken, form, change) -> None:
+        if not change:
+            # Kept on the request only, for response_add; never stored or logged.
+            request._syncsite_raw_token = ApiToken.generate()
+            obj.set_token(request._syncsite_raw_token)
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        raw = getattr(request, "_syncsite_raw_token", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "token": obj,
+            "raw_token": raw,
+            "title": "API token created",
+        }
+        response = TemplateResponse(request, "admin/runs/apitoken/created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
