@@ -1,7 +1,26 @@
+import logging
 from importlib import import_module
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models.signals import post_migrate
+
+logger = logging.getLogger("runs")
+
+
+def _sync_schedules_after_migrate(sender, using=DEFAULT_DB_ALIAS, **kwargs) -> None:
+    # Keeps the django-q2 Schedules in step with the registered pipelines on
+    # every deploy (`migrate`). Never fails the migration: a problem here is
+    # logged and `syncschedules` shows it again.
+    if using != DEFAULT_DB_ALIAS:
+        return
+    from runs.scheduling import sync_schedules
+
+    try:
+        sync_schedules()
+    except Exception:
+        logger.exception("could not sync the schedules after migrate; run `manage.py syncschedules`")
 
 
 class RunsConfig(AppConfig):
@@ -13,3 +32,11 @@ class RunsConfig(AppConfig):
         # club's come from the `pipelines` app, extra ones (tests) from settings.
         for module in settings.RUNS_EXTRA_PIPELINE_MODULES:
             import_module(module)
+        # The API token admin (runs/admin.py holds the run history admins).
+        import_module("runs.admin_tokens")
+        # Connects the django-q2 signal that tells a task its own id.
+        import_module("runs.tasks")
+        # Sent once per app after `migrate` (and `flush`); `runs` comes after
+        # django_q in INSTALLED_APPS, so the Schedule table exists by then.
+        post_migrate.connect(_sync_schedules_after_migrate, sender=self,
+                             dispatch_uid="runs.sync_schedules_after_migrate")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from runs.models import Run
+from django.db import transaction
+from django.utils import timezone
+
+from runs.models import Mode, Run, RunError, RunStatus
+from runs.pipeline import get_pipeline
 
 
 def latest_runs(pipelines: Iterable[str]) -> dict[str, Run]:
@@ -35,3 +40,107 @@ def format_duration(ms: int | None) -> str:
         return f"{minutes} m {sec:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} m"
+
+
+# --- run now / cancel (scheduling) ---------------------------------------------
+
+
+@dataclass
+class TriggerResult:
+    """What `trigger_run` did, for a message to the person who asked."""
+
+    queued: bool
+    message: str
+    running_run: Run | None = None
+    task_id: str | None = None
+
+
+def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard") -> TriggerResult:
+    """Queue pipeline `pipeline` on the django-q2 cluster, unless it is already running.
+
+    The task is enqueued with `transaction.on_commit`, so it never starts
+    before the caller's transaction is visible (in autocommit that is at
+    once, and `task_id` is set). Refuses, without queueing, when a run of the
+    pipeline is running or (ORM broker) a task for it is still waiting in the
+    queue. Two requests racing past this check are still safe: the runner's
+    lock records the second as a `skipped` run. Raises UnknownPipeline for a
+    name that is not registered.
+    """
+    from django_q.tasks import async_task
+
+    get_pipeline(pipeline)
+    if mode not in Mode.values:
+        raise ValueError(f"unknown mode {mode!r}")
+    running = Run.objects.running().filter(pipeline=pipeline).order_by("-started_at").first()
+    if running is not None:
+        return TriggerResult(False, f"{pipeline} is already running (run #{running.pk}).", running_run=running)
+    if _waiting_in_queue(pipeline):
+        return TriggerResult(False, f"{pipeline} is already queued and will start shortly.")
+    holder: dict[str, str] = {}
+    triggered_by_id = user.pk if user is not None and getattr(user, "pk", None) else None
+
+    def enqueue() -> None:
+        holder["task_id"] = async_task(
+            "runs.tasks.run_pipeline_task", pipeline, mode=mode, triggered_by_id=triggered_by_id,
+            q_options={"group": f"pipeline:{pipeline}"},
+        )
+
+    transaction.on_commit(enqueue)
+    return TriggerResult(True, f"{pipeline} queued; it starts as soon as a worker is free.",
+                         task_id=holder.get("task_id"))
+
+
+def _waiting_in_queue(pipeline: str) -> bool:
+    """Whether the ORM broker holds a run_pipeline_task for `pipeline` (Redis: not checked).
+
+    The queue is a handful of rows at most; each payload is decoded here.
+    """
+    from django.conf import settings
+
+    if "orm" not in settings.Q_CLUSTER:
+        return False
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+
+    for entry in OrmQ.objects.filter(key=Conf.CLUSTER_NAME).order_by("id")[:200]:
+        task = entry.task
+        if task.get("func") != "runs.tasks.run_pipeline_task":
+            continue
+        args, kwargs = task.get("args") or (), task.get("kwargs") or {}
+        if (args[0] if args else kwargs.get("name")) == pipeline:
+            return True
+    return False
+
+
+def cancel_run(run: Run, *, user=None) -> bool:
+    """Ask a running run to stop; True when this call made the request.
+
+    The run's process notices within about a second (its tracker's writer
+    polls the request) or at the next step boundary (a database read), on
+    whichever host it runs, and ends the run as `cancelled`.
+    """
+    return run.request_cancel(user=user)
+
+
+def record_task_failure(pipeline: str, *, mode: str, message: str, task_id: str = "",
+                        triggered_by_id: int | None = None) -> Run:
+    """Record a `failed` run for a task that failed before the runner could start it.
+
+    (An unknown pipeline, bad task arguments.) One RunError carries the
+    message, so the error explorer and alerts see it like any other failure.
+    """
+    import os
+    import socket
+
+    from runs.redact import redact, truncate
+
+    text = truncate(redact(message), RunError.MESSAGE_MAX)
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.create(
+            pipeline=pipeline[:64], mode=mode, status=RunStatus.FAILED, started_at=now, finished_at=now,
+            duration_ms=0, message=text, error_count=1, task_id=(task_id or "")[:64],
+            triggered_by_id=triggered_by_id, host=socket.gethostname()[:255], pid=os.getpid(),
+        )
+        RunError.objects.create(run=run, message=text, created_at=now)
+    return run

@@ -1,0 +1,335 @@
+"""Schedules: cron slots, overdue detection and the django-q2 Schedule rows.
+
+Times. Every cron expression is read in the project time zone
+(settings.TIME_ZONE, Europe/Amsterdam), exactly as django-q2 does when it
+computes a Schedule's next run (`croniter(cron, localtime())`), so what the
+dashboard shows is what the cluster will do. croniter on aware local
+datetimes is DST-correct: `0 8 * * *` stays 08:00 local on both sides of a
+change; a slot inside the spring-forward gap (02:00-03:00 on the last Sunday
+of March) fires at 03:00; a slot inside the repeated hour of the last Sunday
+of October fires at both occurrences. Results are aware datetimes.
+
+Schedule rows. Every registered pipeline with a default cron gets one
+django-q2 Schedule named `pipeline:<name>` that calls
+`runs.tasks.run_pipeline_task`; each entry of MAINTENANCE_TASKS gets one named
+`maintenance:<name>`. `sync_schedules()` (the `syncschedules` command, also
+run after `migrate`) creates missing rows and keeps ours up to date, but an
+admin's edit wins: a row whose cron differs from the registered default, whose
+type is no longer cron, or that is disabled (repeats = 0, django-q2's "never
+again") is *edited* and left exactly as it is until `--reset`. django-q2 has
+no "managed" flag, so the registered default is the marker: a changed default
+in the code is therefore reported as "kept" on installations that run the old
+one, and `--reset` applies it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from runs.models import Run
+from runs.pipeline import all_pipelines
+
+logger = logging.getLogger("runs.scheduling")
+
+PIPELINE_TASK = "runs.tasks.run_pipeline_task"
+PIPELINE_PREFIX = "pipeline:"
+MAINTENANCE_PREFIX = "maintenance:"
+
+
+class MaintenanceTask(NamedTuple):
+    """A housekeeping job scheduled like a pipeline (name, dotted func path, cron)."""
+
+    name: str
+    func: str
+    cron: str
+
+
+# Synced into `maintenance:<name>` Schedules by syncschedules. Functions are
+# thin django-q2 tasks taking no arguments. Append here (prune, alerts, ...).
+MAINTENANCE_TASKS: list[MaintenanceTask] = [
+    # Frees the lock of runs whose process died; RUNS_STALE_AFTER is 5 minutes.
+    MaintenanceTask("reap-stale-runs", "runs.tasks.reap_stale_runs_task", "*/5 * * * *"),
+]
+
+
+@dataclass
+class ScheduleState:
+    """The schedule of one pipeline as the dashboard and alerts see it."""
+
+    name: str
+    cron: str | None
+    enabled: bool
+    next_run: datetime | None
+    #: The latest slot at or before now (None without a cron).
+    last_slot: datetime | None
+    last_started_at: datetime | None
+    overdue: bool
+    #: The slot that made it overdue (the latest one whose grace has passed).
+    due_slot: datetime | None = None
+    #: The cron registered in code (what `syncschedules --reset` restores).
+    default_cron: str | None = None
+
+
+# --- cron arithmetic ------------------------------------------------------------
+
+
+def _local(value: datetime) -> datetime:
+    if timezone.is_naive(value):
+        raise ValueError("an aware datetime is required")
+    return timezone.localtime(value)
+
+
+def _normalized(value: datetime) -> datetime:
+    # Via UTC, so that `fold` is right: croniter sometimes sets fold=1 on
+    # unambiguous times, and datetimes sharing a tzinfo compare ignoring fold.
+    return timezone.localtime(value.astimezone(UTC))
+
+
+def next_run(cron: str, *, now: datetime) -> datetime:
+    """The first slot of `cron` strictly after `now` (aware, in the project time zone)."""
+    from croniter import croniter
+
+    return _normalized(croniter(cron, _local(now)).get_next(datetime))
+
+
+def last_expected_slot(cron: str | None, *, now: datetime) -> datetime | None:
+    """The latest slot of `cron` at or before `now` (aware, project time zone)."""
+    if not cron:
+        return None
+    from croniter import croniter
+
+    # croniter's get_prev is strictly before its start; a slot exactly at
+    # `now` has already happened, so start a microsecond later.
+    return _normalized(croniter(cron, _local(now) + timedelta(microseconds=1)).get_prev(datetime))
+
+
+def overdue_grace() -> timedelta:
+    return timedelta(seconds=getattr(settings, "RUNS_OVERDUE_GRACE_S", 4 * 3600))
+
+
+def due_slot(cron: str | None, *, now: datetime, grace: timedelta | None = None) -> datetime | None:
+    """The latest slot whose grace period has passed: a run must have started since."""
+    if not cron:
+        return None
+    # Grace is a real duration, so subtract it from the instant, not the wall clock.
+    return last_expected_slot(cron, now=now - (overdue_grace() if grace is None else grace))
+
+
+def is_overdue(cron: str | None, last_started_at: datetime | None, *, now: datetime,
+               grace: timedelta | None = None) -> bool:
+    """No run started since the latest slot whose grace has passed.
+
+    With slots every 3 hours and 4 hours' grace it is not enough to look at
+    the latest slot (its grace never passes before the next slot comes), so
+    the slot that counts is the latest one at or before `now - grace`. A
+    pipeline that never ran is overdue once any slot plus grace has passed.
+    """
+    slot = due_slot(cron, now=now, grace=grace)
+    return slot is not None and (last_started_at is None or last_started_at < slot)
+
+
+# --- states --------------------------------------------------------------------
+
+
+def pipeline_schedule_name(pipeline: str) -> str:
+    return f"{PIPELINE_PREFIX}{pipeline}"
+
+
+def maintenance_schedule_name(task: str) -> str:
+    return f"{MAINTENANCE_PREFIX}{task}"
+
+
+def pipeline_schedule_states(*, now: datetime | None = None) -> dict[str, ScheduleState]:
+    """The schedule state of every registered pipeline, in registration order.
+
+    Two queries whatever the number of pipelines: the Schedule rows, and the
+    latest start per pipeline (a GROUP BY answered from the run_pipeline_started
+    index). The cron comes from the pipeline's Schedule row when there is one
+    (an admin's edit wins), else from the registered default. `next_run` is
+    the row's own next run while it lies ahead (what django-q2 will do), else
+    computed from the cron.
+    """
+    from django_q.models import Schedule
+
+    now = now or timezone.now()
+    pipelines = all_pipelines()
+    names = [p.name for p in pipelines]
+    rows: dict[str, dict] = {}
+    for row in (
+        Schedule.objects.filter(name__in=[pipeline_schedule_name(n) for n in names])
+        .order_by("id")
+        .values("name", "schedule_type", "cron", "repeats", "next_run")
+    ):
+        rows.setdefault(row["name"][len(PIPELINE_PREFIX):], row)
+    last_started = dict(
+        Run.objects.filter(pipeline__in=names)
+        .order_by()
+        .values("pipeline")
+        .annotate(last=Max("started_at"))
+        .values_list("pipeline", "last")
+    )
+    grace = overdue_grace()
+    states = {}
+    for p in pipelines:
+        row = rows.get(p.name)
+        started = last_started.get(p.name)
+        if row is None:
+            # Not synced yet (syncschedules runs after migrate): the default applies.
+            cron, enabled, row_next = p.schedule, p.schedule is not None, None
+        else:
+            cron = row["cron"] if row["schedule_type"] == Schedule.CRON else None
+            enabled = row["repeats"] != 0
+            row_next = row["next_run"]
+        if not enabled:
+            states[p.name] = ScheduleState(p.name, cron, False, None, last_expected_slot(cron, now=now),
+                                           started, False, None, p.schedule)
+            continue
+        if row_next is not None and row_next > now:
+            upcoming = _normalized(row_next)
+        else:
+            upcoming = next_run(cron, now=now) if cron else row_next
+        slot = due_slot(cron, now=now, grace=grace)
+        states[p.name] = ScheduleState(
+            name=p.name,
+            cron=cron,
+            enabled=True,
+            next_run=upcoming,
+            last_slot=last_expected_slot(cron, now=now),
+            last_started_at=started,
+            overdue=slot is not None and (started is None or started < slot),
+            due_slot=slot,
+            default_cron=p.schedule,
+        )
+    return states
+
+
+def overdue_pipelines(*, now: datetime | None = None) -> list[ScheduleState]:
+    """The states of the pipelines that are overdue, in registration order."""
+    return [state for state in pipeline_schedule_states(now=now).values() if state.overdue]
+
+
+# --- syncing Schedule rows -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    name: str
+    func: str
+    args: str | None
+    cron: str
+
+
+@dataclass
+class SyncReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    #: (schedule name, why it was left as the admin set it)
+    kept: list[tuple[str, str]] = field(default_factory=list)
+    reset: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.created)} created", f"{len(self.updated)} updated",
+                 f"{len(self.unchanged)} unchanged", f"{len(self.kept)} kept as edited"]
+        if self.reset:
+            parts.append(f"{len(self.reset)} reset")
+        if self.removed:
+            parts.append(f"{len(self.removed)} removed")
+        return ", ".join(parts)
+
+
+def _wanted_schedules() -> list[_Wanted]:
+    wanted = [
+        _Wanted(pipeline_schedule_name(p.name), PIPELINE_TASK, repr(p.name), p.schedule)
+        for p in all_pipelines()
+        if p.schedule
+    ]
+    for task in MAINTENANCE_TASKS:
+        name, func, cron = task
+        wanted.append(_Wanted(maintenance_schedule_name(name), func, None, cron))
+    return wanted
+
+
+def _edited(row, wanted: _Wanted) -> str:
+    """Why `row` counts as changed by an admin, or "" when it is still ours."""
+    from django_q.models import Schedule
+
+    if row.repeats == 0:
+        return "disabled (repeats = 0)"
+    if row.schedule_type != Schedule.CRON:
+        return f"schedule type changed to {row.get_schedule_type_display()}"
+    if (row.cron or "").strip() != wanted.cron:
+        return f"cron {row.cron!r} differs from the default {wanted.cron!r}"
+    return ""
+
+
+def sync_schedules(*, reset: bool = False, now: datetime | None = None) -> SyncReport:
+    """Create or update the django-q2 Schedules of the pipelines and maintenance tasks.
+
+    Idempotent: a second call changes nothing. Rows an admin edited (see the
+    module docstring) are kept unless `reset`; rows named like ours whose
+    pipeline or maintenance task no longer exists (or no longer has a
+    default schedule) are removed, since they could only fail or do what the
+    code no longer asks for.
+    """
+    from django_q.models import Schedule
+
+    now = now or timezone.now()
+    report = SyncReport()
+    wanted = {w.name: w for w in _wanted_schedules()}
+    registered = {p.name for p in all_pipelines()}
+    with transaction.atomic():
+        existing: dict[str, Schedule] = {}
+        ours = Q(name__startswith=PIPELINE_PREFIX) | Q(name__startswith=MAINTENANCE_PREFIX)
+        for row in Schedule.objects.filter(ours).order_by("id"):
+            if row.name in wanted and row.name not in existing:
+                existing[row.name] = row
+                continue
+            if (not reset and row.name not in wanted and row.name.startswith(PIPELINE_PREFIX)
+                    and row.name[len(PIPELINE_PREFIX):] in registered):
+                # A registered pipeline without a default: an admin scheduled it by hand.
+                report.kept.append((row.name, "no default schedule; created by hand"))
+                continue
+            # An orphan (its pipeline or task is gone) or a duplicate of one of ours.
+            row.delete()
+            report.removed.append(row.name)
+        for name, w in wanted.items():
+            row = existing.get(name)
+            if row is None:
+                Schedule.objects.create(
+                    name=name, func=w.func, args=w.args, kwargs=None, schedule_type=Schedule.CRON, cron=w.cron,
+                    repeats=-1, next_run=next_run(w.cron, now=now),
+                )
+                report.created.append(name)
+                continue
+            why = _edited(row, w)
+            if why and not reset:
+                report.kept.append((name, why))
+                continue
+            target = {
+                "func": w.func, "args": w.args, "kwargs": None, "hook": None, "schedule_type": Schedule.CRON,
+                "cron": w.cron, "repeats": -1, "cluster": None, "intended_date_kwarg": None,
+            }
+            changed = {k: v for k, v in target.items() if getattr(row, k) != v}
+            if not changed:
+                report.unchanged.append(name)
+                continue
+            for key, value in changed.items():
+                setattr(row, key, value)
+            # django-q2 only computes next_run when a cron row is created.
+            if {"cron", "schedule_type", "repeats"} & changed.keys() or row.next_run is None:
+                row.next_run = next_run(w.cron, now=now)
+            row.save()
+            (report.reset if why else report.updated).append(name)
+    if report.created or report.updated or report.reset or report.removed:
+        logger.info("schedules synced: %s", report.summary())
+    return report
