@@ -9,4 +9,9 @@ urlpatterns = [
     path("runs/<int:pk>/", views.run_detail, name="detail"),
     path("runs/<int:pk>/cancel/", actions.cancel, name="cancel"),
     path("pipelines/<str:name>/run/", actions.run_now, name="run-now"),
+    path("runs/", views.RunListView.as_view(), name="list"),
+    path("runs/export.csv", views.run_export, name="export"),
+    path("runs/<int:pk>/progress/", views.run_progress, name="progress"),
+    path("errors/", views.ErrorListView.as_view(), name="errors"),
+    path("pipelines/<str:name>/", views.pipeline_detail, name="pipeline"),
 ]

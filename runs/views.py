@@ -1,20 +1,233 @@
-from django.contrib.admin.views.decorators import staff_member_required
-from django.shortcuts import get_object_or_404, render
+"""Dashboard pages: overview, runs list + CSV export, run detail, errors, pipeline.
 
-from runs.models import Run
-from runs.pipeline import all_pipelines
-from runs.services import latest_runs
+Read-only and thin: the queries live in runs.selectors; starting and
+cancelling runs are POST endpoints elsewhere (runs.services). Every page needs
+a staff login (the admin login page, which redirects back).
+"""
+
+from __future__ import annotations
+
+import csv
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django_filters.views import FilterView
+from django_tables2 import LazyPaginator, RequestConfig, SingleTableMixin
+
+from runs import selectors
+from runs.filters import ErrorFilter, RunFilter
+from runs.models import Run, RunError, RunStatus
+from runs.pipeline import UnknownPipeline, get_pipeline
+from runs.tables import ErrorTable, PipelineRunTable, RunTable
+
+PER_PAGE = 50
+ERRORS_PER_PAGE = 50
+
+
+def _actions(request, run: Run | None = None, pipeline: str | None = None) -> dict:
+    """Run now / cancel form targets, only for users allowed to use them."""
+    actions = {}
+    if pipeline and request.user.has_perm("runs.trigger_run"):
+        actions["run_now_url"] = selectors.action_url("runs:run-now", pipeline)
+    if run is not None and run.status == RunStatus.RUNNING and request.user.has_perm("runs.cancel_run"):
+        actions["cancel_url"] = selectors.action_url("runs:cancel", run.pk)
+    return actions
 
 
 @staff_member_required
 def overview(request):
-    pipelines = all_pipelines()
-    last = latest_runs([p.name for p in pipelines])
-    cards = [{"pipeline": p, "run": last.get(p.name)} for p in pipelines]
-    return render(request, "runs/overview.html", {"cards": cards})
+    cards = selectors.overview_cards()
+    can_trigger = request.user.has_perm("runs.trigger_run")
+    for card in cards:
+        card.run_now_url = selectors.action_url("runs:run-now", card.pipeline.name) if can_trigger else None
+    return render(request, "runs/overview.html", {"cards": cards, "nav": "overview"})
+
+
+@method_decorator(staff_member_required, name="dispatch")
+class RunListView(SingleTableMixin, FilterView):
+    """Runs, filterable and sortable; LazyPaginator fetches one page plus one row, never COUNT(*)."""
+
+    model = Run
+    table_class = RunTable
+    filterset_class = RunFilter
+    template_name = "runs/run_list.html"
+    # Only the table paginates (LazyPaginator); ListView's own paginator would COUNT(*).
+    table_pagination = {"paginator_class": LazyPaginator, "per_page": PER_PAGE}
+    strict = True
+
+    def get_queryset(self):
+        return selectors.runs_queryset()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["nav"] = "runs"
+        context["export_query"] = self.request.GET.urlencode()
+        return context
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: formula-looking text gets a leading quote."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+EXPORT_COLUMNS = ["id", "pipeline", "parent_id", "mode", "status", "started_at", "finished_at", "duration_ms",
+                  "created", "updated", "skipped", "failed", "error_count", "message"]
 
 
 @staff_member_required
-def run_detail(request, pk):
-    run = get_object_or_404(Run, pk=pk)
-    return render(request, "runs/run_detail.html", {"run": run, "steps": run.steps.all()})
+def run_export(request):
+    """The filtered runs as CSV, streamed in chunks: memory stays flat for any size."""
+    filterset = RunFilter(request.GET, queryset=selectors.runs_queryset())
+    if not filterset.is_valid():
+        return HttpResponse("Invalid filter: " + filterset.errors.as_text(), status=400,
+                            content_type="text/plain; charset=utf-8")
+    rows = filterset.qs.values_list(*EXPORT_COLUMNS).iterator(chunk_size=2000)
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow(EXPORT_COLUMNS)
+        for row in rows:
+            row = list(row)
+            for i in (5, 6):  # started_at, finished_at in local time
+                if row[i] is not None:
+                    row[i] = timezone.localtime(row[i]).isoformat()
+            yield writer.writerow([csv_cell(v) for v in row])
+
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="runs-{stamp}.csv"'
+    return response
+
+
+def _load_run(pk: int) -> Run:
+    try:
+        return selectors.run_detail(pk)
+    except Run.DoesNotExist:
+        raise Http404("No such run.") from None
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@staff_member_required
+def run_detail(request, pk: int):
+    run = _load_run(pk)
+    steps = selectors.run_steps(run)
+    step_id = _int_or_none(request.GET.get("step"))
+    q = (request.GET.get("q") or "").strip()[:200]
+    page = max(1, _int_or_none(request.GET.get("page")) or 1)
+    # One page plus one row tells whether there is a next page; no COUNT(*).
+    offset = (page - 1) * ERRORS_PER_PAGE
+    errors = list(selectors.run_errors(run, step_id=step_id, q=q)[offset:offset + ERRORS_PER_PAGE + 1])
+    has_next = len(errors) > ERRORS_PER_PAGE
+    errors = errors[:ERRORS_PER_PAGE]
+    steps_by_id = {s.pk: s for s in steps}
+    context = {
+        "run": run,
+        "steps": steps,
+        "children": selectors.child_runs(run) if run.pipeline and not run.parent_id else [],
+        "errors": errors,
+        "steps_by_id": steps_by_id,
+        "error_step": step_id,
+        "q": q,
+        "page": page,
+        "has_next": has_next,
+        "has_previous": page > 1,
+        "nav": "runs",
+        **_actions(request, run=run, pipeline=run.pipeline),
+    }
+    return render(request, "runs/run_detail.html", context)
+
+
+@staff_member_required
+def run_progress(request, pk: int):
+    """The live part of a running run (htmx polls it). Once the run has
+    finished, HX-Refresh reloads the whole page to show the final state."""
+    run = _load_run(pk)
+    response = render(request, "runs/_run_progress.html",
+                      {"run": run, "steps": selectors.run_steps(run), "poll": run.is_running})
+    if not run.is_running and request.headers.get("HX-Request"):
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@method_decorator(staff_member_required, name="dispatch")
+class ErrorListView(SingleTableMixin, FilterView):
+    """Every error across runs; `?view=grouped` groups by identifier + message."""
+
+    model = RunError
+    table_class = ErrorTable
+    filterset_class = ErrorFilter
+    template_name = "runs/error_list.html"
+    # Only the table paginates (LazyPaginator); ListView's own paginator would COUNT(*).
+    table_pagination = {"paginator_class": LazyPaginator, "per_page": PER_PAGE}
+    strict = True
+
+    def get_queryset(self):
+        return selectors.errors_queryset()
+
+    @property
+    def grouped(self) -> bool:
+        return self.request.GET.get("view") == "grouped"
+
+    def get_table_data(self):
+        if self.grouped:
+            return []
+        return super().get_table_data()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["nav"] = "errors"
+        context["grouped"] = self.grouped
+        filterset = context["filter"]
+        if self.grouped and filterset.is_valid():
+            identifier = filterset.identifier_value
+            context["groups"] = selectors.grouped_errors(filterset.qs, bounded_by_identifier=bool(identifier))
+            context["group_window"] = None if identifier else selectors.GROUP_WINDOW
+        query = self.request.GET.copy()
+        query.pop("view", None)
+        query.pop("page", None)
+        context["base_query"] = query.urlencode()
+        return context
+
+
+@staff_member_required
+def pipeline_detail(request, name: str):
+    try:
+        pipeline = get_pipeline(name)
+    except UnknownPipeline:
+        pipeline = None
+    chart_runs = selectors.pipeline_chart_runs(name)
+    if pipeline is None and not chart_runs:
+        raise Http404("No such pipeline.")
+    table = PipelineRunTable(selectors.runs_queryset().filter(pipeline=name), request=request)
+    RequestConfig(request, paginate={"paginator_class": LazyPaginator, "per_page": PER_PAGE}).configure(table)
+    context = {
+        "name": name,
+        "pipeline": pipeline,
+        "schedule": selectors.schedule_states().get(name),
+        "chart_runs": chart_runs,
+        "table": table,
+        "nav": "pipelines",
+        **_actions(request, pipeline=name if pipeline else None),
+    }
+    return render(request, "runs/pipeline_detail.html", context)
+

@@ -1,0 +1,95 @@
+"""django-filter FilterSets for the runs list and the error explorer.
+
+Filters map to indexed columns: pipeline and status lead an index with
+started_at; the identifier search is an exact match or an index range
+(prefix), never icontains.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import django_filters
+from django import forms
+from django.utils import timezone
+
+from runs.models import Mode, Run, RunError, RunStatus
+from runs.pipeline import all_pipelines
+from runs.selectors import MIN_PREFIX, identifier_prefix_q
+
+
+def pipeline_choices():
+    return [(p.name, p.name) for p in all_pipelines()]
+
+
+def _day_start(value):
+    return timezone.make_aware(datetime.combine(value, time.min))
+
+
+class DateRangeMixin:
+    """`since` / `until` (inclusive) days in the local time zone, on `date_field`."""
+
+    date_field = "started_at"
+
+    def filter_since(self, queryset, name, value):
+        return queryset.filter(**{f"{self.date_field}__gte": _day_start(value)}) if value else queryset
+
+    def filter_until(self, queryset, name, value):
+        return queryset.filter(**{f"{self.date_field}__lt": _day_start(value + timedelta(days=1))}) \
+            if value else queryset
+
+
+_date_widget = forms.DateInput(attrs={"type": "date"})
+
+
+class RunFilter(DateRangeMixin, django_filters.FilterSet):
+    pipeline = django_filters.ChoiceFilter(choices=pipeline_choices, empty_label="all pipelines")
+    status = django_filters.ChoiceFilter(choices=RunStatus.choices, empty_label="any status")
+    mode = django_filters.ChoiceFilter(choices=Mode.choices, empty_label="any mode")
+    since = django_filters.DateFilter(method="filter_since", label="From", widget=_date_widget)
+    until = django_filters.DateFilter(method="filter_until", label="To", widget=_date_widget)
+    parent = django_filters.NumberFilter(field_name="parent_id", label="Part of run", widget=forms.HiddenInput)
+
+    class Meta:
+        model = Run
+        fields = ["pipeline", "status", "mode", "since", "until", "parent"]
+
+
+class ErrorFilter(DateRangeMixin, django_filters.FilterSet):
+    date_field = "created_at"
+
+    identifier = django_filters.CharFilter(method="filter_identifier", label="Identifier",
+                                           widget=forms.TextInput(attrs={"placeholder": "relatiecode or email"}))
+    match = django_filters.ChoiceFilter(choices=[("prefix", "starts with"), ("exact", "exactly")],
+                                        method="filter_noop", empty_label=None, label="Match")
+    pipeline = django_filters.ChoiceFilter(field_name="run__pipeline", choices=pipeline_choices,
+                                           empty_label="all pipelines")
+    step = django_filters.CharFilter(field_name="step_name", label="Step")
+    since = django_filters.DateFilter(method="filter_since", label="From", widget=_date_widget)
+    until = django_filters.DateFilter(method="filter_until", label="To", widget=_date_widget)
+
+    class Meta:
+        model = RunError
+        fields = ["identifier", "match", "pipeline", "step", "since", "until"]
+
+    @property
+    def identifier_value(self) -> str:
+        if not self.is_bound or not self.is_valid():
+            return ""
+        return (self.form.cleaned_data.get("identifier") or "").strip()
+
+    @property
+    def exact(self) -> bool:
+        return self.is_bound and self.is_valid() and self.form.cleaned_data.get("match") == "exact"
+
+    def filter_noop(self, queryset, name, value):
+        return queryset
+
+    def filter_identifier(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        if self.form.cleaned_data.get("match") == "exact" or len(value) < MIN_PREFIX:
+            # Index: runerror_identifier_created, already in newest-first order.
+            return queryset.filter(identifier=value)
+        return queryset.filter(identifier_prefix_q(value))

@@ -1,0 +1,214 @@
+"""Read queries for the dashboard pages.
+
+Every query here is bounded by an index and a LIMIT, so a page costs the same
+with 2,000 or 2,000,000 rows of history: no COUNT(*) over a history table, no
+LIKE '%…%' over all errors. The comments name the index each query uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Count, Max, Min, Q, QuerySet
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from runs.models import Run, RunError, RunStatus, RunStep
+from runs.pipeline import Pipeline, all_pipelines
+
+logger = logging.getLogger("runs.selectors")
+
+#: How many recent runs a card summarises (success rate, sparkline).
+CARD_WINDOW = 30
+#: How many runs the pipeline page's chart draws.
+CHART_WINDOW = 100
+#: The grouped error view groups at most this many of the newest matching errors.
+GROUP_WINDOW = 5000
+#: An identifier prefix shorter than this is not searched (it would match everyone).
+MIN_PREFIX = 2
+
+# Columns a card, a chart or a table row needs; the raw UNION below selects these.
+_RUN_COLUMNS = (
+    "id", "pipeline", "parent_id", "mode", "status", "started_at", "finished_at", "duration_ms",
+    "created", "updated", "skipped", "failed", "error_count", "message", "heartbeat_at",
+)
+
+
+def recent_runs_per_pipeline(names: list[str], limit: int) -> dict[str, list[Run]]:
+    """The newest `limit` runs of each pipeline, in one query.
+
+    A UNION ALL of one `ORDER BY started_at DESC LIMIT n` per pipeline: each arm
+    is a range scan of run_pipeline_started, so the cost depends on the number
+    of pipelines and `limit`, never on the size of the history.
+    """
+    result: dict[str, list[Run]] = {name: [] for name in names}
+    if not names:
+        return result
+    table = connection.ops.quote_name(Run._meta.db_table)
+    cols = ", ".join(connection.ops.quote_name(c) for c in _RUN_COLUMNS)
+    arm = (f"SELECT * FROM (SELECT {cols} FROM {table} WHERE pipeline = %s "  # noqa: S608
+           f"ORDER BY started_at DESC, id DESC LIMIT {int(limit)}) AS t{{i}}")
+    sql = " UNION ALL ".join(arm.format(i=i) for i in range(len(names)))
+    for run in Run.objects.raw(sql, list(names)):  # only quoted names and placeholders
+        result[run.pipeline].append(run)
+    for runs in result.values():
+        runs.sort(key=lambda r: (r.started_at, r.pk), reverse=True)
+    return result
+
+
+def schedule_states(now: datetime | None = None) -> dict:
+    """Schedule, next run and overdue state per pipeline (from runs.scheduling)."""
+    try:
+        from runs.scheduling import pipeline_schedule_states
+    except ImportError:  # the scheduling module is not there yet
+        return {}
+    try:
+        return pipeline_schedule_states(now=now)
+    except Exception:
+        # The overview must render even when the schedule tables are broken.
+        logger.exception("could not read the schedule states")
+        return {}
+
+
+def action_url(name: str, *args) -> str | None:
+    """The URL of an optional action endpoint, or None when it is not wired up."""
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
+
+
+@dataclass
+class Card:
+    pipeline: Pipeline
+    runs: list[Run]
+    schedule: object | None = None
+    running_steps: list[RunStep] = field(default_factory=list)
+
+    @property
+    def last(self) -> Run | None:
+        return self.runs[0] if self.runs else None
+
+    @property
+    def last_finished(self) -> Run | None:
+        return next((r for r in self.runs if r.status != RunStatus.RUNNING), None)
+
+    @property
+    def running(self) -> Run | None:
+        last = self.last
+        return last if last is not None and last.status == RunStatus.RUNNING else None
+
+    @property
+    def success_rate(self) -> tuple[int, int] | None:
+        """(successful, finished) over the window; skipped runs did not try, so they don't count."""
+        finished = [r for r in self.runs if r.status not in (RunStatus.RUNNING, RunStatus.SKIPPED)]
+        if not finished:
+            return None
+        return sum(r.status == RunStatus.SUCCESS for r in finished), len(finished)
+
+    @property
+    def success_percent(self) -> int | None:
+        rate = self.success_rate
+        return None if rate is None else round(100 * rate[0] / rate[1])
+
+    @property
+    def colour(self) -> str:
+        run = self.last_finished
+        return run.status if run is not None else "never"
+
+
+def overview_cards(now: datetime | None = None) -> list[Card]:
+    """One card per registered pipeline: 3 queries whatever the history size.
+
+    1. the last CARD_WINDOW runs of every pipeline (one UNION ALL query);
+    2. the steps of the runs that are going now (run_position constraint index);
+    3. the schedule states (runs.scheduling).
+    """
+    pipelines = all_pipelines()
+    recent = recent_runs_per_pipeline([p.name for p in pipelines], CARD_WINDOW)
+    states = schedule_states(now)
+    cards = [Card(pipeline=p, runs=recent[p.name], schedule=states.get(p.name)) for p in pipelines]
+    running = {card.running.pk: card for card in cards if card.running is not None}
+    if running:
+        for step in RunStep.objects.filter(run_id__in=running).order_by("run_id", "position"):
+            running[step.run_id].running_steps.append(step)
+    return cards
+
+
+def pipeline_chart_runs(name: str) -> list[Run]:
+    """The last CHART_WINDOW runs of one pipeline, oldest first (run_pipeline_started)."""
+    runs = recent_runs_per_pipeline([name], CHART_WINDOW)[name]
+    runs.reverse()
+    return runs
+
+
+def runs_queryset() -> QuerySet[Run]:
+    """The runs list's base query: newest first, no joins (run_started)."""
+    return Run.objects.all().order_by("-started_at", "-id")
+
+
+def run_detail(pk: int) -> Run:
+    return Run.objects.select_related("triggered_by", "cancel_requested_by", "parent").get(pk=pk)
+
+
+def run_steps(run: Run) -> list[RunStep]:
+    return list(run.steps.order_by("position"))
+
+
+def child_runs(run: Run, limit: int = 100) -> list[Run]:
+    return list(Run.objects.filter(parent_id=run.pk).order_by("started_at", "id")[:limit])
+
+
+def run_errors(run: Run, *, step_id: int | None = None, q: str = "") -> QuerySet[RunError]:
+    """A run's errors in step order, then as they happened.
+
+    Ordered by (step, id) so SQLite walks runerror_run_step (which carries the
+    rowid) without sorting, even for a run with 50,000 errors. The search is an
+    identifier prefix or a message substring; both stay inside this one run.
+    """
+    qs = RunError.objects.filter(run_id=run.pk)
+    if step_id is not None:
+        qs = qs.filter(step_id=step_id)
+    if q:
+        qs = qs.filter(Q(message__icontains=q) | identifier_prefix_q(q))
+    return qs.order_by("step_id", "id")
+
+
+def identifier_prefix_q(prefix: str):
+    """identifier starts with `prefix`, written as a range so it uses the index.
+
+    SQLite only uses an index for LIKE with a NOCASE column; `>=`/`<` on the
+    B-tree works on every database.
+    """
+    return Q(identifier__gte=prefix, identifier__lt=prefix + "\U0010ffff")
+
+
+def errors_queryset() -> QuerySet[RunError]:
+    """The error explorer's base query: newest first (runerror_created)."""
+    return RunError.objects.select_related("run").defer("traceback", "run__summary").order_by("-created_at", "-id")
+
+
+def grouped_errors(qs: QuerySet[RunError], *, bounded_by_identifier: bool, limit: int = 100) -> list[dict]:
+    """Group errors by identifier + message: first seen, last seen, count, runs.
+
+    Bounded: with an identifier (exact or prefix) the group covers that
+    member's errors (an index range); without one, only the newest
+    GROUP_WINDOW matching errors are grouped (an index walk with a LIMIT).
+    """
+    if not bounded_by_identifier:
+        newest = qs.order_by("-created_at", "-id").values("id")[:GROUP_WINDOW]
+        qs = RunError.objects.filter(id__in=newest)
+    return list(
+        qs.order_by()
+        .values("identifier", "message")
+        .annotate(count=Count("id"), runs=Count("run_id", distinct=True),
+                  first_seen=Min("created_at"), last_seen=Max("created_at"))
+        .order_by("-last_seen")[:limit]
+    )
+
+
+def now() -> datetime:
+    return timezone.now()
