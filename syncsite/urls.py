@@ -2,12 +2,27 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from runs import api, health
+
 admin.site.site_header = "syncsite"
 admin.site.site_title = "syncsite"
 admin.site.index_title = "Sync runs and club registry"
 
+api_patterns = [
+    path("pipelines/", api.pipelines, name="pipelines"),
+    path("pipelines/<str:name>/run/", api.trigger, name="trigger"),
+    path("runs/", api.runs, name="runs"),
+    path("runs/<int:pk>/", api.run_detail, name="run"),
+    path("runs/<int:pk>/errors/", api.run_errors, name="run-errors"),
+    path("openapi.yaml", api.openapi, name="openapi"),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # No login: for uptime monitors (tiny JSON, names and states only).
+    path("health/", health.health, name="health"),
+    path("health/pipelines/", health.health_pipelines, name="health-pipelines"),
+    path("api/", include((api_patterns, "api"))),
     path("", include("runs.urls")),
 ]
 

@@ -1,0 +1,404 @@
+"""Alerts: notice state changes in run history and tell people, once.
+
+Runs as a django-q2 schedule (`run_alert_checks`, every few minutes), never in
+a pipeline's process: a pipeline only writes its Run, and this module reads
+history afterwards. Two phases, so no network call ever happens inside a
+transaction:
+
+1. `check_alerts()` compares what it sees with the last recorded state per
+   subject (`AlertState`, healthchecks' flip idea) and queues a
+   `Notification` for each change, in short transactions:
+   - `failed` / `partial` (unless the pipeline registered with
+     `alert_on_partial=False`) / `recovered` (first success after either),
+     from the latest finished run of each pipeline; a pipeline that keeps
+     failing is reported once, not once per run;
+   - `overdue`: one message listing every overdue pipeline; repeated after
+     ALERT_OVERDUE_COOLDOWN while the set is unchanged, sent at once (and the
+     cooldown restarted) when the set changes;
+   - `long_running`: a run still going after ALERT_LONG_RUNNING_FACTOR times
+     its pipeline's median duration (once per run).
+2. `deliver_pending()` sends due notifications by mail (ALERT_EMAILS) and
+   webhook (ALERT_WEBHOOK_URL, JSON). A failing channel is recorded on the
+   notification and retried by a later check; it never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from runs.models import AlertEvent, AlertState, Notification, Run, RunStatus
+from runs.pipeline import Pipeline, all_pipelines
+from runs.redact import redact
+from runs.runner import running_duration_ms
+from runs.services import format_duration
+
+logger = logging.getLogger("runs.alerts")
+
+#: Finished runs that say something about a pipeline's health. Cancelled and
+#: skipped runs say nothing (a person stopped it / it was already running).
+OUTCOME_STATUSES = (RunStatus.SUCCESS, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.ABANDONED)
+OVERDUE_SUBJECT = "overdue"
+#: How many recent finished runs the long-running median is taken over.
+MEDIAN_WINDOW = 20
+WEBHOOK_ERRORS = 10
+
+
+# --- phase 1: checks --------------------------------------------------------------
+
+
+def check_alerts(*, now: datetime | None = None) -> list[Notification]:
+    """Evaluate every rule and queue a Notification per state change."""
+    now = now or timezone.now()
+    queued: list[Notification] = []
+    for pipeline in all_pipelines():
+        notification = check_run_outcome(pipeline, now=now)
+        if notification is not None:
+            queued.append(notification)
+    notification = check_overdue(now=now)
+    if notification is not None:
+        queued.append(notification)
+    queued.extend(check_long_running(now=now))
+    return queued
+
+
+def outcome_state(run: Run, pipeline: Pipeline) -> str:
+    """`failed`, `partial` or `ok` for the alert state machine."""
+    if run.status in (RunStatus.FAILED, RunStatus.ABANDONED):
+        return "failed"
+    if run.status == RunStatus.PARTIAL and pipeline.alert_on_partial:
+        return "partial"
+    return "ok"
+
+
+def _event_for(old: str, new: str) -> str | None:
+    if new == old:
+        return None
+    if new == "failed":
+        return AlertEvent.FAILED
+    if new == "partial":
+        return AlertEvent.PARTIAL
+    if old in ("failed", "partial"):
+        return AlertEvent.RECOVERED
+    return None  # first sighting of a healthy pipeline
+
+
+def check_run_outcome(pipeline: Pipeline, *, now: datetime) -> Notification | None:
+    # run_pipeline_started index; skips back over running/skipped/cancelled runs.
+    run = (
+        Run.objects.filter(pipeline=pipeline.name, status__in=OUTCOME_STATUSES)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+    if run is None:
+        return None
+    new = outcome_state(run, pipeline)
+    with transaction.atomic():
+        state, _ = AlertState.objects.select_for_update().get_or_create(subject=f"run:{pipeline.name}")
+        if state.last_run_id == run.pk:
+            return None  # already judged
+        old = state.state
+        state.last_run = run
+        if new != old:
+            state.state = new
+            state.changed_at = now
+        state.save()
+        event = _event_for(old, new)
+        if event is None:
+            return None
+        return _queue_run_notification(event, run, now=now)
+
+
+def check_overdue(*, now: datetime) -> Notification | None:
+    overdue = overdue_details(now=now)
+    names = [item["name"] for item in overdue]
+    cooldown = timedelta(seconds=settings.ALERT_OVERDUE_COOLDOWN_S)
+    with transaction.atomic():
+        state, _ = AlertState.objects.select_for_update().get_or_create(subject=OVERDUE_SUBJECT)
+        previous = state.detail.get("pipelines", [])
+        sent_at = state.detail.get("sent_at")
+        if not names:
+            if previous:
+                state.state, state.detail, state.changed_at = "ok", {"pipelines": []}, now
+                state.save()
+            return None
+        due = (
+            names != previous
+            or sent_at is None
+            or now - datetime.fromisoformat(sent_at) >= cooldown
+        )
+        if not due:
+            return None
+        if names != previous:
+            state.changed_at = now
+        state.state = "overdue"
+        state.detail = {"pipelines": names, "sent_at": now.isoformat()}
+        state.save()
+        lines = [f"{len(names)} pipeline(s) did not start on schedule:", ""]
+        for item in overdue:
+            last = item.get("last_started_at")
+            lines.append(
+                f"  {item['name']}: expected at {_local(item.get('last_slot'))}, "
+                f"last started {_local(last) if last else 'never'}"
+            )
+        lines += ["", f"Overview: {settings.SITE_URL}/"]
+        return Notification.objects.create(
+            event=AlertEvent.OVERDUE,
+            subject=f"[syncsite] overdue: {', '.join(names)}",
+            body="\n".join(lines),
+            payload={
+                "event": AlertEvent.OVERDUE.value,
+                "pipelines": [
+                    {
+                        "name": item["name"],
+                        "last_slot": _iso(item.get("last_slot")),
+                        "last_started_at": _iso(item.get("last_started_at")),
+                    }
+                    for item in overdue
+                ],
+                "url": f"{settings.SITE_URL}/",
+            },
+            created_at=now,
+            next_attempt_at=now,
+        )
+
+
+def overdue_details(*, now: datetime) -> list[dict]:
+    """Overdue pipelines, by name, with their last slot and last start."""
+    try:
+        from runs.scheduling import pipeline_schedule_states
+    except ImportError:  # scheduling not installed: nothing can be overdue
+        return []
+    states = pipeline_schedule_states(now=now)
+    return [
+        {"name": name, "last_slot": s.last_slot, "last_started_at": s.last_started_at}
+        for name, s in sorted(states.items())
+        if s.overdue
+    ]
+
+
+def median_duration_ms(pipeline: str) -> float | None:
+    """Median duration of the pipeline's recent successful or partial runs."""
+    durations = list(
+        Run.objects.filter(
+            pipeline=pipeline, status__in=(RunStatus.SUCCESS, RunStatus.PARTIAL), duration_ms__isnull=False
+        )
+        .order_by("-started_at", "-id")
+        .values_list("duration_ms", flat=True)[:MEDIAN_WINDOW]
+    )
+    return statistics.median(durations) if durations else None
+
+
+def check_long_running(*, now: datetime) -> list[Notification]:
+    factor = settings.ALERT_LONG_RUNNING_FACTOR
+    minimum_ms = settings.ALERT_LONG_RUNNING_MIN_S * 1000
+    queued = []
+    started_before = now - timedelta(milliseconds=minimum_ms)
+    for run in Run.objects.running().filter(started_at__lte=started_before):
+        median = median_duration_ms(run.pipeline)
+        if median is None:
+            continue  # no history to compare with
+        elapsed = running_duration_ms(run, now)
+        if elapsed < max(factor * median, minimum_ms):
+            continue
+        with transaction.atomic():
+            if Notification.objects.filter(event=AlertEvent.LONG_RUNNING, run=run).exists():
+                continue
+            queued.append(
+                _queue_run_notification(
+                    AlertEvent.LONG_RUNNING, run, now=now,
+                    note=f"Still running after {format_duration(elapsed)}; it usually takes "
+                    f"{format_duration(int(median))}.",
+                )
+            )
+    return queued
+
+
+def run_payload(event: str, run: Run, *, now: datetime) -> dict:
+    """The webhook's JSON for a run event (also what the mail is written from)."""
+    errors = [
+        {
+            "identifier": e["identifier"],
+            "identifier_kind": e["identifier_kind"],
+            "step": e["step_name"],
+            "message": e["message"],
+        }
+        for e in run.errors.order_by("id").values("identifier", "identifier_kind", "step_name", "message")[
+            :WEBHOOK_ERRORS
+        ]
+    ]
+    return {
+        "event": str(event),
+        "pipeline": run.pipeline,
+        "run_id": run.pk,
+        "status": run.status,
+        "mode": run.mode,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "duration_ms": running_duration_ms(run, now),
+        "counts": {
+            "created": run.created,
+            "updated": run.updated,
+            "skipped": run.skipped,
+            "failed": run.failed,
+            "errors": run.error_count,
+        },
+        "message": run.message,
+        "errors": errors,
+        "url": settings.SITE_URL + run.get_absolute_url(),
+    }
+
+
+_TITLES = {
+    AlertEvent.FAILED: "failed",
+    AlertEvent.PARTIAL: "finished with errors (partial)",
+    AlertEvent.RECOVERED: "recovered",
+    AlertEvent.LONG_RUNNING: "is taking unusually long",
+}
+
+
+def _queue_run_notification(event: str, run: Run, *, now: datetime, note: str = "") -> Notification:
+    payload = run_payload(event, run, now=now)
+    counts = payload["counts"]
+    lines = [
+        f"{run.pipeline} {_TITLES[event]}: run #{run.pk} ({run.mode}), status {run.status}, "
+        f"{format_duration(payload['duration_ms'])}.",
+    ]
+    if note:
+        lines.append(note)
+    lines.append(
+        f"Created {counts['created']}, updated {counts['updated']}, skipped {counts['skipped']}, "
+        f"failed {counts['failed']}; {counts['errors']} error(s)."
+    )
+    if run.message:
+        lines.append(f"Message: {run.message}")
+    if payload["errors"]:
+        lines += ["", "First errors:"]
+        for e in payload["errors"]:
+            who = f"{e['identifier']} ({e['identifier_kind']})" if e["identifier"] else "-"
+            lines.append(f"  {who} {e['step']}: {e['message'][:200]}")
+    lines += ["", f"Details: {payload['url']}"]
+    return Notification.objects.create(
+        event=event,
+        pipeline=run.pipeline,
+        run=run,
+        subject=f"[syncsite] {run.pipeline} {_TITLES[event]} (run #{run.pk})",
+        body="\n".join(lines),
+        payload=payload,
+        created_at=now,
+        next_attempt_at=now,
+    )
+
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _local(value) -> str:
+    if value is None:
+        return "-"
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M}"
+
+
+# --- phase 2: delivery ------------------------------------------------------------
+
+
+@dataclass
+class DeliveryResult:
+    sent: int = 0
+    retrying: int = 0
+    gave_up: int = 0
+
+
+def deliver_pending(*, now: datetime | None = None, limit: int = 50) -> DeliveryResult:
+    """Send due notifications; never raises for a failing channel."""
+    now = now or timezone.now()
+    result = DeliveryResult()
+    due = list(
+        Notification.objects.filter(status=Notification.Status.PENDING, next_attempt_at__lte=now)
+        .order_by("id")[:limit]
+    )
+    for notification in due:
+        attempt = notification.attempts + 1
+        # Claim it (a conditional UPDATE): a second deliverer running at the
+        # same time finds the attempt count changed and leaves it alone.
+        claimed = Notification.objects.filter(pk=notification.pk, attempts=notification.attempts).update(
+            attempts=F("attempts") + 1,
+            next_attempt_at=now + timedelta(seconds=settings.ALERT_RETRY_S * attempt),
+        )
+        if not claimed:
+            continue
+        errors = _send(notification)
+        if not errors:
+            status = Notification.Status.SENT
+            result.sent += 1
+        elif attempt >= settings.ALERT_MAX_ATTEMPTS:
+            status = Notification.Status.FAILED
+            result.gave_up += 1
+            logger.error("giving up on alert #%s after %d attempts: %s", notification.pk, attempt, errors)
+        else:
+            status = Notification.Status.PENDING
+            result.retrying += 1
+            logger.warning("alert #%s not delivered (attempt %d), will retry: %s",
+                           notification.pk, attempt, errors)
+        Notification.objects.filter(pk=notification.pk).update(
+            status=status,
+            email_sent_at=notification.email_sent_at,
+            webhook_sent_at=notification.webhook_sent_at,
+            last_error="; ".join(errors),
+        )
+    return result
+
+
+def _send(notification: Notification) -> list[str]:
+    """Send on every configured channel not yet done; return what failed."""
+    errors = []
+    if not settings.ALERT_EMAILS and not settings.ALERT_WEBHOOK_URL:
+        logger.warning("alert (no ALERT_EMAILS or ALERT_WEBHOOK_URL configured): %s", notification.subject)
+        return errors
+    if settings.ALERT_EMAILS and notification.email_sent_at is None:
+        try:
+            send_mail(notification.subject, notification.body, None, settings.ALERT_EMAILS)
+            notification.email_sent_at = timezone.now()
+        except Exception as exc:  # noqa: BLE001 - recorded and retried, never raised
+            errors.append(f"mail: {redact(f'{type(exc).__name__}: {exc}')[:500]}")
+    if settings.ALERT_WEBHOOK_URL and notification.webhook_sent_at is None:
+        try:
+            response = httpx.post(
+                settings.ALERT_WEBHOOK_URL,
+                json=notification.payload,
+                timeout=settings.HTTP_TIMEOUT_S,
+                headers={"User-Agent": "syncsite-alerts"},
+            )
+            if response.status_code >= 300:
+                # The URL is a secret (it often carries a token): never record it.
+                errors.append(f"webhook: HTTP {response.status_code}")
+            else:
+                notification.webhook_sent_at = timezone.now()
+        except httpx.HTTPError as exc:
+            errors.append(f"webhook: {type(exc).__name__}")
+    return errors
+
+
+# --- the django-q2 task -----------------------------------------------------------
+
+
+def run_alert_checks() -> str:
+    """The scheduled task: queue notifications for changes, then deliver."""
+    queued = check_alerts()
+    delivered = deliver_pending()
+    return (
+        f"queued {len(queued)}, sent {delivered.sent}, retrying {delivered.retrying}, "
+        f"gave up {delivered.gave_up}"
+    )

@@ -1,0 +1,175 @@
+"""Retention: keep run history bounded (`manage.py prunruns`, a daily schedule).
+
+- Runs older than RUNS_KEEP_DAYS go, with their steps and errors, except a
+  running run, the latest run of each pipeline and the parents of those (a
+  parent's delete would cascade to them).
+- Per-item errors older than RUN_ERRORS_KEEP_DAYS go; the run keeps its
+  `error_count`, so history stays truthful. The protected runs keep theirs.
+- django-q2's task results and sent alert notifications older than
+  RUNS_KEEP_DAYS go (Q_CLUSTER save_limit bounds successes only).
+
+Everything is deleted in batches, one short transaction each, with explicit
+DELETEs by primary key in child-to-parent order (no ORM collector loading
+rows into memory). On SQLite a transaction holds the single write lock, so
+short ones keep the tracker's writer, the scheduler and the dashboard's
+sessions moving; readers are never blocked under WAL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from runs.models import Notification, Run, RunError, RunStatus, RunStep
+
+logger = logging.getLogger("runs.retention")
+
+
+@dataclass
+class PruneResult:
+    runs: int = 0
+    steps: int = 0
+    errors: int = 0
+    tasks: int = 0
+    notifications: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"Removed {self.runs} run(s) with {self.steps} step(s), {self.errors} error(s), "
+            f"{self.tasks} task result(s) and {self.notifications} notification(s)."
+        )
+
+
+def protected_run_ids() -> set[int]:
+    """Runs never pruned: running ones, the latest of each pipeline, and their ancestors."""
+    latest = set()
+    pipelines = Run.objects.order_by().values_list("pipeline", flat=True).distinct()
+    for name in pipelines:
+        # run_pipeline_started index: one LIMIT-1 lookup per pipeline.
+        pk = Run.objects.filter(pipeline=name).order_by("-started_at", "-id").values_list("pk", flat=True).first()
+        if pk is not None:
+            latest.add(pk)
+    protected = latest | set(Run.objects.running().values_list("pk", flat=True))
+    frontier = protected
+    while frontier:  # walk up parents (`all` runs) so no cascade reaches a protected run
+        parents = set(
+            Run.objects.filter(pk__in=frontier, parent__isnull=False).values_list("parent_id", flat=True)
+        ) - protected
+        protected |= parents
+        frontier = parents
+    return protected
+
+
+def _delete_where_in(table: str, column: str, ids: list[int]) -> int:
+    placeholders = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE {column} IN ({placeholders})", ids)  # noqa: S608
+        return cursor.rowcount
+
+
+def prune_runs(
+    *,
+    now: datetime | None = None,
+    keep_days: int | None = None,
+    errors_keep_days: int | None = None,
+    batch_size: int = 500,
+    pause_s: float = 0.0,
+) -> PruneResult:
+    """Delete history past retention in short batches; returns what went."""
+    now = now or timezone.now()
+    keep_days = settings.RUNS_KEEP_DAYS if keep_days is None else keep_days
+    errors_keep_days = settings.RUN_ERRORS_KEEP_DAYS if errors_keep_days is None else errors_keep_days
+    runs_cutoff = now - timedelta(days=keep_days)
+    errors_cutoff = now - timedelta(days=errors_keep_days)
+    protected = protected_run_ids()
+    result = PruneResult()
+    error_table = RunError._meta.db_table
+    step_table = RunStep._meta.db_table
+    run_table = Run._meta.db_table
+
+    # 1. Old per-item errors (runerror_created index). Errors of protected runs stay.
+    last_id = 0
+    while True:
+        ids = list(
+            RunError.objects.filter(created_at__lt=errors_cutoff, pk__gt=last_id)
+            .exclude(run_id__in=protected)
+            .order_by("pk")
+            .values_list("pk", flat=True)[: batch_size * 4]
+        )
+        if not ids:
+            break
+        last_id = ids[-1]
+        with transaction.atomic():
+            result.errors += _delete_where_in(error_table, "id", ids)
+        if pause_s:
+            time.sleep(pause_s)
+
+    # 2. Old runs (run_started index) with their steps and errors, children
+    # before parents so no foreign key ever points at a missing row.
+    while True:
+        ids = list(
+            Run.objects.filter(started_at__lt=runs_cutoff)
+            .exclude(status=RunStatus.RUNNING)
+            .exclude(pk__in=protected)
+            .order_by("started_at", "pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            break
+        with transaction.atomic():
+            # Children of this batch (rare: `all` runs) go with their parent,
+            # as the ON DELETE CASCADE of the model would do.
+            children = list(Run.objects.filter(parent_id__in=ids).exclude(pk__in=ids).values_list("pk", flat=True))
+            batch = ids + children
+            result.errors += _delete_where_in(error_table, "run_id", batch)
+            result.steps += _delete_where_in(step_table, "run_id", batch)
+            Notification.objects.filter(run_id__in=batch).update(run=None)
+            _null_alert_state_runs(batch)
+            # Children first: their parent_id points into this batch.
+            if children:
+                result.runs += _delete_where_in(run_table, "id", children)
+            result.runs += _delete_where_in(run_table, "id", ids)
+        if pause_s:
+            time.sleep(pause_s)
+
+    # 3. django-q2's task results and old notifications.
+    result.tasks = _prune_task_results(runs_cutoff, batch_size=batch_size)
+    while True:
+        ids = list(
+            Notification.objects.filter(created_at__lt=runs_cutoff)
+            .exclude(status=Notification.Status.PENDING)
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            break
+        result.notifications += Notification.objects.filter(pk__in=ids).delete()[0]
+    logger.info("%s", result)
+    return result
+
+
+def _null_alert_state_runs(ids: list[int]) -> None:
+    from runs.models import AlertState
+
+    AlertState.objects.filter(last_run_id__in=ids).update(last_run=None)
+
+
+def _prune_task_results(cutoff: datetime, *, batch_size: int) -> int:
+    from django_q.models import Task
+
+    removed = 0
+    while True:
+        ids = list(Task.objects.filter(stopped__lt=cutoff).values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return removed
+        removed += Task.objects.filter(pk__in=ids).delete()[0]
+
+
+def run_prune() -> str:
+    """The daily django-q2 task."""
+    return str(prune_runs())
