@@ -17,7 +17,7 @@ PIPELINE_MODULES = (
 # Destination modules that may be absent while they are being developed.
 OPTIONAL_MODULES = {"pipelines.laposta", "pipelines.freescout"}
 # While the pipeline modules land one by one, import only those present.
-_TRANSITIONAL = True
+_TRANSITIONAL = False
 
 
 class PipelinesConfig(AppConfig):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 
 
 @dataclass
@@ -45,3 +46,52 @@ class ParentRecord:
     name: str = ""
     phone: str = ""
     children: list[str] = field(default_factory=list)  # knvb_ids
+
+
+@dataclass
+class TeamRoleRecord:
+    """One row of the team export: a person in a role in a team."""
+
+    knvb_id: str
+    team_name: str
+    team_id: str = ""  # Sportlink's team id when exported, else the team name
+    team_kind: str = ""  # Teamsoort
+    role: str = ""  # Teamrol
+
+
+@dataclass
+class CommissieRoleRecord:
+    """One row of the functions export: a person's function in a commissie."""
+
+    knvb_id: str
+    commissie_name: str
+    commissie_id: str = ""
+    role: str = ""  # Functie
+    since: date | None = None
+    until: date | None = None
+
+
+@dataclass
+class DisciplineRecord:
+    dossier_id: str
+    knvb_id: str
+    match_date: date | None = None
+    match: str = ""
+    team_name: str = ""
+    description: str = ""
+    sanction: str = ""
+    fee: Decimal | None = None
+    status: str = ""
+
+
+@dataclass
+class ContributionRecord:
+    """A member's Nikki contribution for one year (the export's lines summed)."""
+
+    knvb_id: str
+    year: int
+    nikki_id: str = ""
+    total: Decimal = Decimal("0")
+    balance: Decimal = Decimal("0")
+    status: str = ""
+    lines: int = 1

@@ -1,0 +1,46 @@
+"""`discipline`: discipline cases, linked to members by relatiecode.
+
+Steps: discipline-download, discipline-sync.
+"""
+
+from __future__ import annotations
+
+from pipelines.models import DisciplineCase
+from pipelines.readers import read_discipline
+from pipelines.sources import sportlink_source
+from pipelines.sync import UnknownMember, Upserter, existing_hashes, knvb_map, report_row_errors, source_hash
+from runs.pipeline import PipelineRun, register
+
+FIELDS = ("member_id", "match_date", "match", "team_name", "description", "sanction", "fee", "status")
+
+
+@register("discipline", schedule="30 23 * * 1")
+def discipline(run: PipelineRun) -> None:
+    """Discipline cases; a case of an unknown member is an error for that case."""
+    source = sportlink_source()
+    with run.step("discipline-download") as step:
+        table = source.table("discipline")
+        result = read_discipline(table)
+        step.read(result.rows)
+        report_row_errors(step, result)
+        step.detail.update(file=table.filename, source=source.describe())
+    cases = result.records
+
+    with run.step("discipline-sync", total=len(cases)) as step:
+        members = knvb_map()
+        existing = existing_hashes(DisciplineCase.objects.all(), "dossier_id")
+        with Upserter(step, DisciplineCase, existing=existing, fields=FIELDS, dry_run=run.dry_run) as upserter:
+            for record in cases:
+                # The dossier is the identifier: the case is what failed, not the member.
+                with step.item({"dossier_id": record.dossier_id}):
+                    member_id = members.get(record.knvb_id)
+                    if member_id is None:
+                        raise UnknownMember(record.knvb_id, f"case {record.dossier_id}")
+                    values = {
+                        "dossier_id": record.dossier_id, "member_id": member_id, "match_date": record.match_date,
+                        "match": record.match, "team_name": record.team_name, "description": record.description,
+                        "sanction": record.sanction, "fee": record.fee, "status": record.status,
+                    }
+                    upserter.add(record, key=record.dossier_id, values=values,
+                                 digest=source_hash(record.knvb_id, *list(values.values())[2:]))
+    run.summary.update(cases=len(cases))

@@ -1,0 +1,83 @@
+"""`functions`: commissies and who holds which function in them (commissie work history).
+
+Steps: functions-download, commissie-sync, commissie-work-history-sync.
+"""
+
+from __future__ import annotations
+
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from pipelines.models import Commissie, CommissieMembership
+from pipelines.readers import read_functions
+from pipelines.sources import sportlink_source
+from pipelines.sync import (
+    UnknownMember,
+    Upserter,
+    existing_hashes,
+    knvb_map,
+    report_row_errors,
+    source_hash,
+    update_in_batches,
+)
+from runs.pipeline import PipelineRun, register
+
+
+def _commissie_key(commissie_id: str, name: str) -> str:
+    # A commissie code, when exported, survives a rename; otherwise the name is the key.
+    return f"id:{commissie_id}" if commissie_id else f"name:{name}"
+
+
+@register("functions", schedule="30 7,10,13,16 * * *")
+def functions(run: PipelineRun) -> None:
+    """Commissies and the functions members hold in them."""
+    source = sportlink_source()
+    with run.step("functions-download") as step:
+        table = source.table("functions")
+        result = read_functions(table)
+        step.read(result.rows)
+        report_row_errors(step, result)
+        roles = result.records
+        found: dict[str, tuple[str, str]] = {}
+        for record in roles:
+            found.setdefault(_commissie_key(record.commissie_id, record.commissie_name),
+                             (record.commissie_id, record.commissie_name))
+        step.detail.update(file=table.filename, source=source.describe(), commissies=len(found))
+
+    with run.step("commissie-sync", total=len(found)) as step:
+        existing = {_commissie_key(code or "", name): (pk, digest) for pk, code, name, digest in
+                    Commissie.objects.values_list("pk", "sportlink_id", "name", "source_hash")}
+        with Upserter(step, Commissie, existing=existing, fields=("name", "sportlink_id"),
+                      dry_run=run.dry_run) as upserter:
+            for key, (code, name) in found.items():
+                with step.item({"commissie_name": name}):
+                    upserter.add(None, key=key, values={"name": name, "sportlink_id": code or None},
+                                 digest=source_hash(code, name))
+
+    with run.step("commissie-work-history-sync", total=len(roles)) as step:
+        members = knvb_map()
+        commissies = {_commissie_key(code or "", name): pk for pk, code, name in
+                      Commissie.objects.values_list("pk", "sportlink_id", "name")}
+        existing = existing_hashes(CommissieMembership.objects.filter(is_current=True), "member__knvb_id",
+                                   "commissie_id", "role", "since")
+        with Upserter(step, CommissieMembership, existing=existing, dry_run=run.dry_run,
+                      fields=("until", "is_current")) as upserter:
+            for record in roles:
+                with step.item(record):
+                    member_id = members.get(record.knvb_id)
+                    if member_id is None:
+                        raise UnknownMember(record.knvb_id, f"{record.role} in {record.commissie_name}")
+                    commissie_pk = commissies.get(_commissie_key(record.commissie_id, record.commissie_name))
+                    if commissie_pk is None and not run.dry_run:
+                        raise LookupError(f"commissie {record.commissie_name} is not in the registry")
+                    upserter.add(record, key=(record.knvb_id, commissie_pk, record.role, record.since), values={
+                        "member_id": member_id, "commissie_id": commissie_pk, "role": record.role,
+                        "since": record.since, "until": record.until, "is_current": True,
+                    }, digest=source_hash(record.until))
+        # No longer in the export: the function ended (kept as history, an
+        # exported end date is kept, an open one is closed today).
+        gone = [pk for pk, _digest in upserter.unseen().values()]
+        update_in_batches(step, CommissieMembership, gone, dry_run=run.dry_run, is_current=False,
+                          until=Coalesce(F("until"), Value(timezone.localdate())))
+    run.summary.update(commissies=len(found), functions=len(roles))

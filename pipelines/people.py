@@ -1,0 +1,205 @@
+"""`people`: Sportlink members and their parents into the registry, Laposta, photos.
+
+Steps: sportlink-download, laposta-prepare, laposta-submit (pipelines.laposta),
+rondo-club-sync (members and parents into the registry), photo-download,
+photo-sync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from importlib.util import find_spec
+from pathlib import Path
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from pipelines.models import Member, Parent
+from pipelines.readers import read_members
+from pipelines.records import MemberRecord, ParentRecord
+from pipelines.sources import ExportSource, sportlink_source
+from pipelines.sync import (
+    BATCH_SIZE,
+    Upserter,
+    existing_hashes,
+    knvb_map,
+    report_row_errors,
+    source_hash,
+    update_in_batches,
+)
+from runs.pipeline import PipelineRun, Step, register
+
+logger = logging.getLogger("pipelines.people")
+
+MEMBER_FIELDS = (
+    "first_name", "infix", "last_name", "initials", "email", "gender", "birth_date", "member_type",
+    "age_category", "local_teams", "phone", "mobile", "street", "house_number", "postcode", "city",
+    "member_since", "left_on",
+)
+
+
+@register("people", schedule="0 8,11,14,17 * * *")
+def people(run: PipelineRun) -> None:
+    """Sportlink members and parents into the registry and Laposta; member photos."""
+    source = sportlink_source()
+    with run.step("sportlink-download") as step:
+        table = source.table("members")
+        result = read_members(table)
+        step.read(result.rows)
+        report_row_errors(step, result)
+        step.detail.update(file=table.filename, source=source.describe(), members=len(result.records),
+                           parents=len(result.extra["parents"]))
+    members: list[MemberRecord] = result.records
+    parents: list[ParentRecord] = result.extra["parents"]
+
+    laposta_steps(run, members=members, parents=parents)
+
+    with run.step("rondo-club-sync", total=len(members) + len(parents)) as step:
+        sync_members(step, members, keep=result.bad_keys, dry_run=run.dry_run)
+        sync_parents(step, parents, dry_run=run.dry_run)
+
+    with run.step("photo-download", critical=False) as step:
+        photos = download_photos(step, source)
+    with run.step("photo-sync", critical=False, total=len(photos)) as step:
+        sync_photos(step, photos, dry_run=run.dry_run)
+    run.summary.update(members=len(members), parents=len(parents), photos=len(photos))
+
+
+def laposta_steps(run: PipelineRun, *, members: list[MemberRecord], parents: list[ParentRecord]) -> None:
+    """Hand the records to the Laposta destination (it records its own two steps)."""
+    if find_spec("pipelines.laposta") is None:
+        for name in ("laposta-prepare", "laposta-submit"):
+            run.skip_step(name, "Laposta support is not installed")
+        return
+    from pipelines.laposta import laposta_steps as submit
+
+    submit(run, members=members, parents=parents)
+
+
+def member_values(record: MemberRecord) -> dict:
+    return {
+        "knvb_id": record.knvb_id,
+        "first_name": record.first_name,
+        "infix": record.infix,
+        "last_name": record.last_name,
+        "initials": record.initials,
+        "email": record.email,
+        "gender": record.gender,
+        "birth_date": record.birth_date,
+        "member_type": record.member_type,
+        "age_category": record.age_category,
+        "local_teams": ", ".join(record.teams),
+        "phone": record.phone,
+        "mobile": record.mobile,
+        "street": record.street,
+        "house_number": record.house_number,
+        "postcode": record.postcode,
+        "city": record.city,
+        "member_since": record.member_since,
+        "left_on": record.left_on,
+        "is_former": False,
+    }
+
+
+def sync_members(step: Step, members: list[MemberRecord], *, keep: set[str], dry_run: bool) -> None:
+    """Create/update/skip members by hash; mark those who left the export as former.
+
+    `keep`: relatiecodes on unreadable rows. They are still in the export, so
+    they are not marked former because of a typo in one cell.
+    """
+    existing = existing_hashes(Member.objects.all(), "knvb_id")
+    with Upserter(step, Member, existing=existing, fields=(*MEMBER_FIELDS, "is_former"),
+                  dry_run=dry_run) as upserter:
+        for record in members:
+            with step.item(record):
+                values = member_values(record)
+                upserter.add(record, key=record.knvb_id, values=values, digest=source_hash(*values.values()))
+    # A former member's hash is cleared, so one who comes back counts as updated.
+    gone = [pk for key, (pk, digest) in upserter.unseen().items() if digest and key not in keep]
+    update_in_batches(step, Member, gone, dry_run=dry_run, is_former=True, source_hash="")
+    step.detail["former"] = len(gone)
+
+
+def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool) -> None:
+    """Parents keyed by email, with their children; each parent and its links commit together."""
+    member_pks = knvb_map()
+    link = Parent.children.through
+
+    def write_children(pairs: list) -> None:
+        parent_pks = [obj.pk for _record, obj in pairs]
+        link.objects.filter(parent_id__in=parent_pks).delete()
+        link.objects.bulk_create([
+            link(parent_id=obj.pk, member_id=member_pks[code])
+            for record, obj in pairs for code in record.children if code in member_pks
+        ])
+
+    existing = existing_hashes(Parent.objects.all(), "email")
+    with Upserter(step, Parent, existing=existing, fields=("name", "phone"), dry_run=dry_run,
+                  after_write=write_children) as upserter:
+        for record in parents:
+            with step.item(record):
+                children = tuple(sorted(code for code in record.children if code in member_pks))
+                upserter.add(record, key=record.email,
+                             values={"email": record.email, "name": record.name, "phone": record.phone},
+                             digest=source_hash(record.name, record.phone, children))
+
+
+def download_photos(step: Step, source: ExportSource) -> dict[str, tuple[str, bytes, str]]:
+    """Photos of the export (`photos/<relatiecode>.jpg`): relatiecode -> (name, bytes, sha256)."""
+    photos = {}
+    for code, export in source.photos().items():
+        with step.item({"knvb_id": code}):
+            data = export.load()
+            photos[code] = (export.name, data, hashlib.sha256(data).hexdigest())
+            step.read()
+    return photos
+
+
+def sync_photos(step: Step, photos: dict[str, tuple[str, bytes, str]], *, dry_run: bool) -> None:
+    """Store a member's photo only when its bytes changed (the hash is kept on the member)."""
+    if not photos:
+        return
+    known = {code: (pk, digest, name) for code, pk, digest, name in
+             Member.objects.order_by().values_list("knvb_id", "pk", "photo_hash", "photo").iterator(chunk_size=5000)}
+    changed: list[tuple[str, int, str, bytes, str, str]] = []
+    for code, (filename, data, digest) in sorted(photos.items()):
+        with step.item({"knvb_id": code}):
+            if code not in known:
+                raise LookupError(f"photo {filename}: no member with relatiecode {code} in the registry")
+            pk, old_digest, old_name = known[code]
+            if old_digest == digest:
+                step.skipped()
+                continue
+            changed.append((code, pk, filename, data, digest, old_name))
+    if dry_run:
+        step.updated(len(changed))
+        return
+    for start in range(0, len(changed), BATCH_SIZE):
+        _store_photos(step, changed[start:start + BATCH_SIZE])
+
+
+def _store_photos(step: Step, batch: list[tuple[str, int, str, bytes, str, str]]) -> None:
+    # Files are written before the transaction (no file I/O while holding the
+    # write lock) and removed again if it rolls back; old files go after commit.
+    saved = []
+    try:
+        for code, pk, filename, data, digest, old_name in batch:
+            suffix = Path(filename).suffix.lower() or ".jpg"
+            name = default_storage.save(f"members/photos/{code}-{digest[:12]}{suffix}", ContentFile(data))
+            saved.append((pk, name, digest, old_name))
+        with transaction.atomic():
+            Member.objects.bulk_update([Member(pk=pk, photo=name, photo_hash=digest)
+                                        for pk, name, digest, _old in saved], ["photo", "photo_hash"])
+    except Exception as exc:
+        for _pk, name, _digest, _old in saved:
+            default_storage.delete(name)
+        for code, *_rest in batch:
+            step.fail_item(exc, identifier=code, identifier_kind="knvb_id")
+        return
+    for _pk, name, _digest, old_name in saved:
+        if old_name and old_name != name:
+            default_storage.delete(old_name)
+    for *_rest, old_name in saved:
+        (step.updated if old_name else step.created)()

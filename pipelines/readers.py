@@ -1,0 +1,668 @@
+"""Read Sportlink Club and Nikki CSV exports into records.
+
+The exports come from volunteers, so the reader is forgiving about form and
+strict about content:
+
+- bytes: UTF-8 with or without BOM, else Windows-1252 (old exports, Excel
+  re-saves); CRLF or LF; `;`, `,` or tab separated (taken from the header row);
+- headings: matched case- and punctuation-insensitively, with known
+  alternatives (`E-mail` / `E-mailadres`); unknown columns are ignored; a
+  missing required heading raises MissingColumns naming the file and headings;
+- a file is recognised by its header row, never by its name;
+- a bad row (no relatiecode, a date that is not a date, an invalid email, a
+  duplicate relatiecode) becomes a RowError with its row number and the best
+  identifier available; the other rows go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from pipelines.records import (
+    CommissieRoleRecord,
+    ContributionRecord,
+    DisciplineRecord,
+    MemberRecord,
+    ParentRecord,
+    TeamRoleRecord,
+)
+
+# --- decoding and splitting ------------------------------------------------------
+
+
+def decode(data: bytes) -> str:
+    """Text of an export: UTF-8 (BOM or not, UTF-16 with BOM) or else Windows-1252."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        # Windows-1252 leaves five bytes undefined; latin-1 maps every byte.
+        return data.decode("latin-1")
+
+
+def detect_separator(header_line: str) -> str:
+    """The separator of a CSV file, from its header row (outside quotes)."""
+    counts = {";": 0, ",": 0, "\t": 0}
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(counts, key=lambda sep: (counts[sep], sep == ";"))
+    return best if counts[best] else ";"
+
+
+def split_rows(text: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header and an iterator of (row number, cells); row 1 is the header."""
+    first_line = text.split("\n", 1)[0]
+    sep = detect_separator(first_line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"', skipinitialspace=False)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return [], iter(())
+    # Some exports quote sloppily; csv.reader has already stripped what it could.
+    header = [cell.strip().lstrip("\ufeff") for cell in header]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        for cells in reader:
+            if not cells or all(not cell.strip() for cell in cells):
+                continue
+            yield reader.line_num, cells
+
+    return header, rows()
+
+
+def normalise_heading(heading: str) -> str:
+    """`E-mailadres`, `e-mail adres ` and `EMAILADRES` all become `emailadres`."""
+    return re.sub(r"[^0-9a-z]", "", heading.casefold().replace("\ufeff", ""))
+
+
+# --- file specifications --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    headings: tuple[str, ...]  # the first is the one Sportlink writes; the rest are alternatives
+    required: bool = False
+
+    @property
+    def normalised(self) -> tuple[str, ...]:
+        return tuple(normalise_heading(h) for h in self.headings)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    kind: str  # "members", "teams", ...
+    title: str
+    columns: tuple[Column, ...]
+    # Headings that tell this kind of file apart from the others (any one of them).
+    signature: tuple[str, ...]
+    # Alternatives of which at least one must be present, e.g. a split name or `Naam`.
+    one_of: tuple[tuple[str, ...], ...] = ()
+
+    def column(self, key: str) -> Column:
+        return next(c for c in self.columns if c.key == key)
+
+
+def _c(key: str, *headings: str, required: bool = False) -> Column:
+    return Column(key, headings, required)
+
+
+RELATIECODE = ("Rel. code", "Relatiecode", "Rel.code", "PublicPersonId", "KNVB ID")
+
+MEMBERS = FileSpec(
+    kind="members",
+    title="Members (Sportlink Club, one row per person)",
+    signature=RELATIECODE,
+    one_of=(("last_name", "full_name"),),
+    columns=(
+        _c("knvb_id", *RELATIECODE, required=True),
+        _c("full_name", "Naam", "Volledige naam"),
+        _c("first_name", "Roepnaam", "Voornaam"),
+        _c("initials", "Voorletter(s)", "Voorletters"),
+        _c("infix", "Tussenvoegsel(s)", "Tussenvoegsels", "Tussenvoegsel"),
+        _c("last_name", "Achternaam"),
+        _c("member_type", "Lidsoort", "Soort lid", "Type lid"),
+        _c("gender", "Geslacht"),
+        _c("birth_date", "Geb.dat.", "Geboortedatum"),
+        _c("email", "E-mailadres", "E-mail", "Email"),
+        _c("age_category", "Leeftijdscategorie"),
+        _c("teams", "Lokale teams"),
+        _c("phone", "Telefoon", "Telefoonnummer", "Vast telefoonnummer"),
+        _c("mobile", "Mobiel", "Mobiel telefoonnummer", "Mobiele telefoon"),
+        _c("street", "Straat", "Straatnaam"),
+        _c("house_number", "Huisnummer", "Huisnr."),
+        _c("house_number_addition", "Toevoeging", "Huisnummertoevoeging", "Huisnr. toev."),
+        _c("postcode", "Postcode"),
+        _c("city", "Woonplaats", "Plaats"),
+        _c("member_since", "Lid sinds", "Lid vanaf"),
+        _c("left_on", "Afmelddatum", "Einde relatie", "Lid tot"),
+        _c("parent1_name", "Naam ouder 1", "NameParent1"),
+        _c("parent1_email", "E-mailadres ouder 1", "EmailAddressParent1", "E-mail ouder 1"),
+        _c("parent1_phone", "Telefoon ouder 1", "TelephoneParent1"),
+        _c("parent2_name", "Naam ouder 2", "NameParent2"),
+        _c("parent2_email", "E-mailadres ouder 2", "EmailAddressParent2", "E-mail ouder 2"),
+        _c("parent2_phone", "Telefoon ouder 2", "TelephoneParent2"),
+    ),
+)
+
+TEAMS = FileSpec(
+    kind="teams",
+    title="Teams with their players and staff (one row per person per team per role)",
+    signature=("Teamrol",),
+    columns=(
+        _c("team_name", "Team", "Teamnaam", required=True),
+        _c("team_id", "Teamcode", "Team-ID", "Team id", "Teamnummer"),
+        _c("team_kind", "Teamsoort", "Soort team"),
+        _c("role", "Teamrol", "Rol", required=True),
+        _c("knvb_id", *RELATIECODE, required=True),
+        _c("full_name", "Naam"),
+        _c("first_name", "Roepnaam"),
+        _c("last_name", "Achternaam"),
+        _c("email", "E-mailadres", "E-mail"),
+    ),
+)
+
+FUNCTIONS = FileSpec(
+    kind="functions",
+    title="Functions in commissies (one row per person per function)",
+    signature=("Commissie",),
+    columns=(
+        _c("commissie_name", "Commissie", "Commissienaam", required=True),
+        _c("commissie_id", "Commissiecode", "Commissie-ID", "Commissie id"),
+        _c("role", "Functie", "Rol", required=True),
+        _c("knvb_id", *RELATIECODE, required=True),
+        _c("full_name", "Naam"),
+        _c("since", "Vanaf", "Van", "Begindatum", "Datum vanaf"),
+        _c("until", "Tot en met", "Tot", "Einddatum", "Datum tot en met"),
+    ),
+)
+
+DISCIPLINE = FileSpec(
+    kind="discipline",
+    title="Discipline cases (one row per case)",
+    signature=("Dossiernummer", "Dossier", "Dossier-ID", "Zaaknummer"),
+    columns=(
+        _c("dossier_id", "Dossiernummer", "Dossier", "Dossier-ID", "Zaaknummer", required=True),
+        _c("knvb_id", *RELATIECODE, required=True),
+        _c("full_name", "Naam"),
+        _c("match_date", "Wedstrijddatum", "Datum"),
+        _c("match", "Wedstrijd"),
+        _c("team_name", "Team"),
+        _c("description", "Overtreding", "Omschrijving"),
+        _c("sanction", "Strafmaatregel", "Straf", "Sanctie"),
+        _c("fee", "Boete", "Kosten", "Administratiekosten"),
+        _c("status", "Status"),
+    ),
+)
+
+NIKKI = FileSpec(
+    kind="nikki",
+    title="Nikki contributions (one row per member per year; several lines are summed)",
+    signature=("Nikki ID", "Saldo"),
+    columns=(
+        _c("year", "Jaar", required=True),
+        _c("knvb_id", "Lidnr.", "Lidnummer", *RELATIECODE, required=True),
+        _c("full_name", "Naam"),
+        _c("address", "Adres"),
+        _c("team_name", "Team"),
+        _c("nikki_id", "Nikki ID", "NikkiID"),
+        _c("total", "Bedrag", "Totaal", "Contributie", "Te betalen"),
+        _c("balance", "Saldo", required=True),
+        _c("status", "Status"),
+    ),
+)
+
+# Order matters: the most specific signature is tried first (a team export
+# also has a `Rel. code` column, like the member export).
+SPECS: tuple[FileSpec, ...] = (NIKKI, DISCIPLINE, FUNCTIONS, TEAMS, MEMBERS)
+SPECS_BY_KIND = {spec.kind: spec for spec in SPECS}
+
+
+def classify(header: Iterable[str]) -> FileSpec | None:
+    """The kind of export a header row belongs to, or None."""
+    present = {normalise_heading(h) for h in header}
+    for spec in SPECS:
+        if any(normalise_heading(h) in present for h in spec.signature):
+            return spec
+    return None
+
+
+# --- errors ----------------------------------------------------------------------
+
+
+class ExportError(Exception):
+    """The export as a whole cannot be used (fails the download step)."""
+
+
+class MissingColumns(ExportError):
+    def __init__(self, filename: str, spec: FileSpec, missing: list[str]) -> None:
+        self.filename, self.spec, self.missing = filename, spec, missing
+        super().__init__(
+            f"{filename}: the {spec.kind} export misses the required column(s) "
+            + ", ".join(repr(m) for m in missing)
+        )
+
+
+@dataclass
+class RowError:
+    row: int
+    message: str
+    identifier: str = ""
+    identifier_kind: str = ""
+    filename: str = ""
+
+    def as_error(self) -> dict:
+        where = f"{self.filename} row {self.row}" if self.filename else f"row {self.row}"
+        return {"identifier": self.identifier, "identifier_kind": self.identifier_kind,
+                "message": f"{where}: {self.message}"}
+
+
+class BadValue(ValueError):
+    pass
+
+
+# --- mapping ---------------------------------------------------------------------
+
+
+def map_header(header: list[str], spec: FileSpec, filename: str) -> dict[str, int]:
+    """Column index per key; raises MissingColumns for missing required headings."""
+    positions: dict[str, int] = {}
+    for index, heading in enumerate(header):
+        positions.setdefault(normalise_heading(heading), index)
+    mapping: dict[str, int] = {}
+    missing: list[str] = []
+    for column in spec.columns:
+        found = next((positions[h] for h in column.normalised if h in positions), None)
+        if found is not None:
+            mapping[column.key] = found
+        elif column.required:
+            missing.append(" or ".join(column.headings[:2]) if len(column.headings) > 1 else column.headings[0])
+    for group in spec.one_of:
+        if not any(key in mapping for key in group):
+            missing.append(" or ".join(spec.column(key).headings[0] for key in group))
+    if missing:
+        raise MissingColumns(filename, spec, missing)
+    return mapping
+
+
+@dataclass
+class Table:
+    """One export file, mapped: rows as dicts of key -> stripped string."""
+
+    filename: str
+    spec: FileSpec
+    mapping: dict[str, int]
+    rows: Iterator[tuple[int, list[str]]]
+
+    def dicts(self) -> Iterator[tuple[int, dict[str, str]]]:
+        items = list(self.mapping.items())
+        for number, cells in self.rows:
+            width = len(cells)
+            yield number, {key: (cells[i].strip() if i < width else "") for key, i in items}
+
+
+def open_table(filename: str, data: bytes, spec: FileSpec | None = None) -> Table:
+    header, rows = split_rows(decode(data))
+    if spec is None:
+        spec = classify(header)
+        if spec is None:
+            raise ExportError(f"{filename}: not a recognised export (headings: {', '.join(header[:8])})")
+    return Table(filename, spec, map_header(header, spec, filename), rows)
+
+
+# --- values ----------------------------------------------------------------------
+
+_DATE_ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T].*)?$")
+_DATE_NL = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})(?: .*)?$")
+_EMAIL = re.compile(r"^[^@\s;,<>\"]+@[^@\s;,<>\"]+\.[A-Za-z]{2,}$")
+_KNVB_ID = re.compile(r"^[A-Z0-9]{3,12}(?:-[A-Z0-9]{1,8})?$")
+
+
+def parse_date(value: str, what: str = "date") -> date | None:
+    if not value:
+        return None
+    match = _DATE_ISO.match(value)
+    try:
+        if match:
+            return date(int(match[1]), int(match[2]), int(match[3]))
+        match = _DATE_NL.match(value)
+        if match:
+            return date(int(match[3]), int(match[2]), int(match[1]))
+    except ValueError:
+        pass
+    raise BadValue(f"{what} {value!r} is not a date (expected YYYY-MM-DD)")
+
+
+def parse_email(value: str, what: str = "email address") -> str:
+    value = value.strip()
+    if value and not _EMAIL.match(value):
+        raise BadValue(f"{what} {value!r} is not a valid email address")
+    return value
+
+
+def parse_knvb_id(value: str) -> str:
+    code = value.strip().upper()
+    if not code:
+        raise BadValue("the relatiecode (Rel. code) is missing")
+    if not _KNVB_ID.match(code):
+        raise BadValue(f"relatiecode {value!r} is not a valid relatiecode")
+    return code
+
+
+def parse_gender(value: str) -> str:
+    value = value.strip().casefold()
+    if value in {"man", "male", "m", "jongen"}:
+        return "M"
+    if value in {"vrouw", "female", "v", "f", "meisje"}:
+        return "V"
+    return ""
+
+
+def parse_amount(value: str, what: str = "amount") -> Decimal:
+    """`€ 1.234,56` -> 1234.56; also `-€ 12,50`, `(12,50)`, `1234.56`."""
+    raw = value
+    text = value.replace("€", "").replace("EUR", "").replace("\u00a0", "").replace(" ", "").strip()
+    if not text:
+        return Decimal("0")
+    negative = False
+    if text.startswith("(") and text.endswith(")"):
+        negative, text = True, text[1:-1]
+    if text.startswith("-"):
+        negative, text = not negative, text[1:]
+    elif text.endswith("-"):
+        negative, text = not negative, text[:-1]
+    if text.startswith("€"):
+        text = text[1:]
+    decimal_comma = text.rfind(",") > text.rfind(".")
+    if "," in text and "." in text:
+        text = text.replace(".", "").replace(",", ".") if decimal_comma else text.replace(",", "")
+    elif "," in text:
+        text = text.replace(",", ".") if text.count(",") == 1 else text.replace(",", "")
+    elif text.count(".") > 1 or (text.count(".") == 1 and len(text.rsplit(".", 1)[1]) == 3):
+        text = text.replace(".", "")  # Dutch thousands: `1.234`
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise BadValue(f"{what} {raw!r} is not an amount") from None
+    if not amount.is_finite():
+        raise BadValue(f"{what} {raw!r} is not an amount")
+    return -amount if negative else amount
+
+
+_NAAM = re.compile(r"^(?P<last>[^,]+),\s*(?P<initials>[^(]*?)\s*(?:\((?P<first>[^)]*)\))?\s*(?P<infix>.*)$")
+
+
+def split_naam(value: str) -> tuple[str, str, str, str]:
+    """`Achternaam, V. (Roepnaam) tussenvoegsel` -> (first, infix, last, initials)."""
+    match = _NAAM.match(value.strip())
+    if not match:
+        return "", "", value.strip(), ""
+    return ((match["first"] or "").strip(), match["infix"].strip(), match["last"].strip(),
+            match["initials"].strip())
+
+
+def multi(value: str) -> list[str]:
+    """A comma-separated cell (`JO11-1,  JO11-2`) as a list."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _best_identifier(row: dict[str, str]) -> tuple[str, str]:
+    for key, kind in (("knvb_id", "knvb_id"), ("email", "email"), ("dossier_id", "dossier_id"),
+                      ("team_name", "team"), ("commissie_name", "commissie"), ("full_name", "name")):
+        value = row.get(key, "").strip()
+        if value:
+            return (value.upper() if key == "knvb_id" else value), kind
+    return "", ""
+
+
+# --- row -> records --------------------------------------------------------------
+
+
+@dataclass
+class ReadResult:
+    records: list = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    # Keys seen on bad rows: they are in the export, so they are not "former".
+    bad_keys: set[str] = field(default_factory=set)
+    rows: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def read_table(table: Table, convert: Callable[[dict[str, str]], object], *,
+               key: Callable[[object], str] | None = None,
+               result: ReadResult | None = None) -> ReadResult:
+    """Convert every row; a BadValue becomes a RowError and the rows go on.
+
+    With `key`, a second row with the same key is an error (the first wins).
+    """
+    result = result or ReadResult()
+    seen: dict[str, int] = {}
+    for number, row in table.dicts():
+        result.rows += 1
+        try:
+            record = convert(row)
+            if key is not None:
+                record_key = key(record)
+                if record_key in seen:
+                    raise BadValue(f"duplicate relatiecode {record_key}: already on row {seen[record_key]}; "
+                                   "this row is ignored")
+                seen[record_key] = number
+            if hasattr(record, "row_number"):
+                record.row_number = number
+        except (BadValue, ValueError) as exc:
+            identifier, kind = _best_identifier(row)
+            result.errors.append(RowError(number, str(exc), identifier, kind, table.filename))
+            code = row.get("knvb_id", "").strip().upper()
+            if code:
+                result.bad_keys.add(code)
+            continue
+        result.records.append(record)
+    return result
+
+
+def member_from_row(row: dict[str, str]) -> MemberRecord:
+    knvb_id = parse_knvb_id(row.get("knvb_id", ""))
+    first, infix, last, initials = row.get("first_name", ""), row.get("infix", ""), row.get("last_name", ""), \
+        row.get("initials", "")
+    if not last and row.get("full_name"):
+        n_first, n_infix, n_last, n_initials = split_naam(row["full_name"])
+        first, infix, last, initials = first or n_first, infix or n_infix, n_last, initials or n_initials
+    number = row.get("house_number", "")
+    addition = row.get("house_number_addition", "")
+    return MemberRecord(
+        knvb_id=knvb_id,
+        first_name=first,
+        infix=infix,
+        last_name=last,
+        initials=initials,
+        email=parse_email(row.get("email", "")),
+        gender=parse_gender(row.get("gender", "")),
+        birth_date=parse_date(row.get("birth_date", ""), "birth date"),
+        member_type=row.get("member_type", ""),
+        age_category=row.get("age_category", ""),
+        teams=multi(row.get("teams", "")),
+        phone=row.get("phone", ""),
+        mobile=row.get("mobile", ""),
+        street=row.get("street", ""),
+        house_number=f"{number} {addition}".strip() if addition else number,
+        postcode=row.get("postcode", "").upper(),
+        city=row.get("city", ""),
+        member_since=parse_date(row.get("member_since", ""), "member since date"),
+        left_on=parse_date(row.get("left_on", ""), "Afmelddatum"),
+    )
+
+
+def read_members(table: Table) -> ReadResult:
+    """Members and, from the parent columns, their parents (keyed by email)."""
+    parents: dict[str, ParentRecord] = {}
+    result = ReadResult()
+    parent_errors: list[RowError] = []
+
+    def convert(row: dict[str, str]) -> MemberRecord:
+        member = member_from_row(row)
+        found = []
+        for n in (1, 2):
+            email = row.get(f"parent{n}_email", "")
+            if not email:
+                continue
+            try:
+                email = parse_email(email, f"email address of parent {n}").lower()
+            except BadValue as exc:
+                parent_errors.append(RowError(0, str(exc), member.knvb_id, "knvb_id", table.filename))
+                continue
+            found.append((email, row.get(f"parent{n}_name", ""), row.get(f"parent{n}_phone", "")))
+        member._parents = found  # collected below, only for rows that were accepted
+        return member
+
+    read_table(table, convert, key=lambda m: m.knvb_id, result=result)
+    for member in result.records:
+        for email, name, phone in member.__dict__.pop("_parents", ()):
+            parent = parents.get(email)
+            if parent is None:
+                parent = parents[email] = ParentRecord(email=email, name=name, phone=phone)
+            else:
+                parent.name = parent.name or name
+                parent.phone = parent.phone or phone
+            if member.knvb_id not in parent.children:
+                parent.children.append(member.knvb_id)
+    for error in parent_errors:
+        # The row number is known once the row was read; find it from the record.
+        error.row = next((m.row_number for m in result.records if m.knvb_id == error.identifier), error.row)
+    result.errors.extend(parent_errors)
+    result.extra["parents"] = list(parents.values())
+    return result
+
+
+def read_teams(table: Table) -> ReadResult:
+    def convert(row: dict[str, str]) -> TeamRoleRecord:
+        name = row.get("team_name", "")
+        if not name:
+            raise BadValue("the team name (Team) is missing")
+        return TeamRoleRecord(
+            knvb_id=parse_knvb_id(row.get("knvb_id", "")),
+            team_name=name,
+            team_id=row.get("team_id", "") or name,
+            team_kind=row.get("team_kind", ""),
+            role=row.get("role", ""),
+        )
+
+    return read_table(table, convert)
+
+
+def read_functions(table: Table) -> ReadResult:
+    def convert(row: dict[str, str]) -> CommissieRoleRecord:
+        name = row.get("commissie_name", "")
+        if not name:
+            raise BadValue("the commissie name (Commissie) is missing")
+        return CommissieRoleRecord(
+            knvb_id=parse_knvb_id(row.get("knvb_id", "")),
+            commissie_name=name,
+            commissie_id=row.get("commissie_id", ""),
+            role=row.get("role", ""),
+            since=parse_date(row.get("since", ""), "Vanaf"),
+            until=parse_date(row.get("until", ""), "Tot en met"),
+        )
+
+    return read_table(table, convert)
+
+
+def read_discipline(table: Table) -> ReadResult:
+    seen: dict[str, int] = {}
+
+    def convert(row: dict[str, str]) -> DisciplineRecord:
+        dossier = row.get("dossier_id", "").strip()
+        if not dossier:
+            raise BadValue("the dossier number (Dossiernummer) is missing")
+        fee = row.get("fee", "")
+        record = DisciplineRecord(
+            dossier_id=dossier,
+            knvb_id=parse_knvb_id(row.get("knvb_id", "")),
+            match_date=parse_date(row.get("match_date", ""), "Wedstrijddatum"),
+            match=row.get("match", ""),
+            team_name=row.get("team_name", ""),
+            description=row.get("description", ""),
+            sanction=row.get("sanction", ""),
+            fee=parse_amount(fee, "Boete") if fee else None,
+            status=row.get("status", ""),
+        )
+        if dossier in seen:
+            raise BadValue(f"duplicate dossier {dossier}: already on row {seen[dossier]}; this row is ignored")
+        seen[dossier] = 0
+        return record
+
+    result = read_table(table, convert)
+    return result
+
+
+# The worst status wins when lines of one member and year are summed.
+_STATUS_RANK = {"betaald": 0, "voldaan": 0, "": 1, "deels betaald": 2, "open": 3, "herinnering": 4,
+                "achterstallig": 5, "incasso": 6, "oninbaar": 7}
+
+
+def status_rank(status: str) -> int:
+    return _STATUS_RANK.get(status.strip().casefold(), 2)
+
+
+def read_nikki(table: Table) -> ReadResult:
+    """Contribution lines, summed per member and year (worst status wins)."""
+
+    def convert(row: dict[str, str]) -> ContributionRecord:
+        year_text = row.get("year", "").strip()
+        if not re.fullmatch(r"\d{4}", year_text):
+            raise BadValue(f"year {year_text!r} is not a year")
+        balance = parse_amount(row.get("balance", ""), "Saldo")
+        total_text = row.get("total", "")
+        return ContributionRecord(
+            knvb_id=parse_knvb_id(row.get("knvb_id", "")),
+            year=int(year_text),
+            nikki_id=row.get("nikki_id", ""),
+            total=parse_amount(total_text, "Bedrag") if total_text else balance,
+            balance=balance,
+            status=row.get("status", ""),
+            lines=1,
+        )
+
+    result = read_table(table, convert)
+    merged: dict[tuple[str, int], ContributionRecord] = {}
+    for line in result.records:
+        key = (line.knvb_id, line.year)
+        current = merged.get(key)
+        if current is None:
+            merged[key] = line
+            continue
+        current.total += line.total
+        current.balance += line.balance
+        current.lines += 1
+        if status_rank(line.status) > status_rank(current.status):
+            current.status = line.status
+        if line.nikki_id and line.nikki_id not in current.nikki_id.split(","):
+            current.nikki_id = ",".join(filter(None, (current.nikki_id, line.nikki_id)))
+    result.extra["lines"] = len(result.records)
+    result.records = list(merged.values())
+    return result
+
+
+READERS: dict[str, Callable[[Table], ReadResult]] = {
+    "members": read_members,
+    "teams": read_teams,
+    "functions": read_functions,
+    "discipline": read_discipline,
+    "nikki": read_nikki,
+}

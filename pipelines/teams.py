@@ -1,0 +1,76 @@
+"""`teams`: teams and who plays or coaches in them (team work history).
+
+Steps: team-download, team-sync, work-history-sync.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from pipelines.models import Team, TeamMembership
+from pipelines.readers import read_teams
+from pipelines.sources import sportlink_source
+from pipelines.sync import (
+    UnknownMember,
+    Upserter,
+    existing_hashes,
+    knvb_map,
+    report_row_errors,
+    source_hash,
+    update_in_batches,
+)
+from runs.pipeline import PipelineRun, register
+
+
+@register("teams", schedule="0 6 * * 0")
+def teams(run: PipelineRun) -> None:
+    """Teams (a renamed team keeps its Sportlink id) and the team work history."""
+    source = sportlink_source()
+    with run.step("team-download") as step:
+        table = source.table("teams")
+        result = read_teams(table)
+        step.read(result.rows)
+        report_row_errors(step, result)
+        roles = result.records
+        found: dict[str, tuple[str, str]] = {}
+        for record in roles:
+            found.setdefault(record.team_id, (record.team_name, record.team_kind))
+        step.detail.update(file=table.filename, source=source.describe(), teams=len(found))
+
+    with run.step("team-sync", total=len(found)) as step:
+        existing = existing_hashes(Team.objects.all(), "sportlink_id")
+        with Upserter(step, Team, existing=existing, fields=("name", "kind"), dry_run=run.dry_run) as upserter:
+            for team_id, (name, kind) in found.items():
+                with step.item({"team_name": name}):
+                    upserter.add(None, key=team_id, values={"sportlink_id": team_id, "name": name, "kind": kind},
+                                 digest=source_hash(name, kind))
+
+    with run.step("work-history-sync", total=len(roles)) as step:
+        today = timezone.localdate()
+        members = knvb_map()
+        team_ids = dict(Team.objects.values_list("sportlink_id", "pk"))
+        # The open memberships are the current squads; there is nothing to hash
+        # beyond the key, so every open one carries the same marker.
+        existing = existing_hashes(TeamMembership.objects.filter(until__isnull=True), "member__knvb_id",
+                                   "team__sportlink_id", "role", hash_field="until")
+        with Upserter(step, TeamMembership, existing=existing, fields=(), dry_run=run.dry_run,
+                      hash_field=None) as upserter:
+            seen = set()
+            for record in roles:
+                key = (record.knvb_id, record.team_id, record.role)
+                if key in seen:
+                    continue
+                seen.add(key)
+                with step.item(record):
+                    member_id = members.get(record.knvb_id)
+                    if member_id is None:
+                        raise UnknownMember(record.knvb_id, f"{record.role} in {record.team_name}")
+                    team_pk = team_ids.get(record.team_id)
+                    if team_pk is None and not run.dry_run:
+                        raise LookupError(f"team {record.team_name} is not in the registry")
+                    upserter.add(record, key=key, values={"member_id": member_id, "team_id": team_pk,
+                                                          "role": record.role, "since": today}, digest=None)
+        # Left the team: the membership is closed, not deleted (it is history).
+        gone = [pk for pk, _until in upserter.unseen().values()]
+        update_in_batches(step, TeamMembership, gone, dry_run=run.dry_run, until=today)
+    run.summary.update(teams=len(found), memberships=len(seen))
