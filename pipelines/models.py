@@ -45,6 +45,8 @@ class Member(models.Model):
     # Set when the member is no longer in the export; the admin filters on it.
     is_former = models.BooleanField(default=False, db_index=True)
     freescout_id = models.PositiveIntegerField(null=True, blank=True)
+    # Hash of the customer payload last sent to FreeScout (pipelines.freescout).
+    freescout_hash = models.CharField(max_length=64, blank=True)
     # Photo: a file in Django's storage, replaced only when the source bytes change.
     photo = models.FileField(upload_to="members/photos/", blank=True)
     photo_hash = models.CharField(max_length=64, blank=True)
