@@ -24,8 +24,9 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from runs.models import Run, RunError, RunQuerySet, RunStatus, RunStep
-from runs.pipeline import all_pipelines
+from runs.pipeline import UnknownPipeline, all_pipelines
 from runs.selectors import identifier_prefix_q
+from runs.services import cancel_run, trigger_run
 from runs.templatetags.runs_extras import duration, number, status_badge
 
 ERROR_INLINE_LIMIT = 20
@@ -263,20 +264,16 @@ class RunAdmin(HistoryAdmin):
 
     @admin.action(description="Run the selected runs' pipelines now", permissions=["trigger"])
     def run_now(self, request, queryset):
-        from runs.services import trigger_run
-
         for name in sorted(set(queryset.values_list("pipeline", flat=True))):
             try:
-                trigger_run(name, user=request.user, mode="dashboard")
-            except Exception as exc:  # report and go on with the next pipeline
-                self.message_user(request, f"Could not start {name}: {exc}", messages.ERROR)
-            else:
-                self.message_user(request, f"{name} is queued to run.", messages.SUCCESS)
+                result = trigger_run(name, user=request.user, mode="dashboard")
+            except UnknownPipeline:
+                self.message_user(request, f"{name} is no longer a registered pipeline.", messages.ERROR)
+                continue
+            self.message_user(request, result.message, messages.SUCCESS if result.queued else messages.WARNING)
 
     @admin.action(description="Cancel the selected running runs", permissions=["cancel"])
     def cancel_runs(self, request, queryset):
-        from runs.services import cancel_run
-
         asked = 0
         for run in queryset.filter(status=RunStatus.RUNNING):
             if cancel_run(run, user=request.user):
