@@ -7,7 +7,8 @@ dashboard shows is what the cluster will do. croniter on aware local
 datetimes is DST-correct: `0 8 * * *` stays 08:00 local on both sides of a
 change; a slot inside the spring-forward gap (02:00-03:00 on the last Sunday
 of March) fires at 03:00; a slot inside the repeated hour of the last Sunday
-of October fires at both occurrences. Results are aware datetimes.
+of October fires at both occurrences. Results are aware datetimes in UTC
+(show them with timezone.localtime or a template, which convert).
 
 Schedule rows. Every registered pipeline with a default cron gets one
 django-q2 Schedule named `pipeline:<name>` that calls
@@ -57,6 +58,10 @@ class MaintenanceTask(NamedTuple):
 MAINTENANCE_TASKS: list[MaintenanceTask] = [
     # Frees the lock of runs whose process died; RUNS_STALE_AFTER is 5 minutes.
     MaintenanceTask("reap-stale-runs", "runs.tasks.reap_stale_runs_task", "*/5 * * * *"),
+    # Alerts: queue notifications for state changes, deliver (and retry) them.
+    MaintenanceTask("alerts", "runs.alerts.run_alert_checks", "*/3 * * * *"),
+    # Retention: RUNS_KEEP_DAYS / RUN_ERRORS_KEEP_DAYS, at night.
+    MaintenanceTask("prune-runs", "runs.retention.run_prune", "30 3 * * *"),
 ]
 
 
@@ -87,28 +92,31 @@ def _local(value: datetime) -> datetime:
     return timezone.localtime(value)
 
 
-def _normalized(value: datetime) -> datetime:
-    # Via UTC, so that `fold` is right: croniter sometimes sets fold=1 on
-    # unambiguous times, and datetimes sharing a tzinfo compare ignoring fold.
-    return timezone.localtime(value.astimezone(UTC))
+def _utc(value: datetime) -> datetime:
+    # Results are UTC: Python compares and subtracts datetimes that share a
+    # tzinfo by wall clock (wrong across a DST change) and never finds an
+    # ambiguous local time equal to another zone's. Templates and
+    # timezone.localtime() show them in local time.
+    return value.astimezone(UTC)
 
 
 def next_run(cron: str, *, now: datetime) -> datetime:
-    """The first slot of `cron` strictly after `now` (aware, in the project time zone)."""
+    """The first slot of `cron` (read in local time) strictly after `now`; aware, in UTC."""
     from croniter import croniter
 
-    return _normalized(croniter(cron, _local(now)).get_next(datetime))
+    return _utc(croniter(cron, _local(now)).get_next(datetime))
 
 
 def last_expected_slot(cron: str | None, *, now: datetime) -> datetime | None:
-    """The latest slot of `cron` at or before `now` (aware, project time zone)."""
+    """The latest slot of `cron` (read in local time) at or before `now`; aware, in UTC."""
     if not cron:
         return None
     from croniter import croniter
 
     # croniter's get_prev is strictly before its start; a slot exactly at
     # `now` has already happened, so start a microsecond later.
-    return _normalized(croniter(cron, _local(now) + timedelta(microseconds=1)).get_prev(datetime))
+    # Add in absolute time: local arithmetic would drop `fold` in the repeated hour.
+    return _utc(croniter(cron, _local(now.astimezone(UTC) + timedelta(microseconds=1))).get_prev(datetime))
 
 
 def overdue_grace() -> timedelta:
@@ -193,7 +201,7 @@ def pipeline_schedule_states(*, now: datetime | None = None) -> dict[str, Schedu
                                            started, False, None, p.schedule)
             continue
         if row_next is not None and row_next > now:
-            upcoming = _normalized(row_next)
+            upcoming = _utc(row_next)
         else:
             upcoming = next_run(cron, now=now) if cron else row_next
         slot = due_slot(cron, now=now, grace=grace)
