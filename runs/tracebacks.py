@@ -14,7 +14,16 @@ import linecache
 import traceback
 from types import TracebackType
 
+from runs.redact import redact
+
 _STACK_CACHE: dict[tuple, str] = {}
+
+
+class RedactedText(str):
+    """A string already scrubbed of secrets (runs.redact); the writer skips it."""
+
+    __slots__ = ()
+
 _STACK_CACHE_MAX = 2048
 _CHAIN_LIMIT = 5
 
@@ -36,20 +45,43 @@ def _frames(tb: TracebackType | None) -> str:
             parts.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n')
             if line:
                 parts.append(f"    {line}\n")
-        text = "".join(parts)
+        # Redacted once per distinct stack, not once per error.
+        text = redact("".join(parts))
         if len(_STACK_CACHE) >= _STACK_CACHE_MAX:
             _STACK_CACHE.clear()
         _STACK_CACHE[key] = text
     return text
 
 
+def _exception_line(exc: BaseException) -> str:
+    # traceback.format_exception_only builds a TracebackException (~17 µs);
+    # the common case is one line. SyntaxError and notes take the slow path.
+    cls = type(exc)
+    if isinstance(exc, SyntaxError) or getattr(exc, "__notes__", None):
+        return redact("".join(traceback.format_exception_only(cls, exc)))
+    name = cls.__qualname__
+    if cls.__module__ not in ("builtins", "__main__"):
+        name = f"{cls.__module__}.{name}"
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<exception str() failed>"
+    return redact(f"{name}: {text}\n" if text else f"{name}\n")
+
+
 def _one(exc: BaseException) -> str:
     head = "Traceback (most recent call last):\n" if exc.__traceback__ is not None else ""
-    return head + _frames(exc.__traceback__) + "".join(traceback.format_exception_only(type(exc), exc))
+    return head + _frames(exc.__traceback__) + _exception_line(exc)
 
 
-def format_exception(exc: BaseException) -> str:
-    """Format `exc` with its cause/context chain, like `traceback.format_exception`."""
+def format_exception(exc: BaseException) -> RedactedText:
+    """Format `exc` with its cause/context chain, like `traceback.format_exception`.
+
+    The result is already redacted (runs.redact): frames once per stack, the
+    exception lines each time.
+    """
+    if exc.__cause__ is None and (exc.__context__ is None or exc.__suppress_context__):
+        return RedactedText(_one(exc))
     chain: list[str] = []
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -66,7 +98,7 @@ def format_exception(exc: BaseException) -> str:
             current = None
     if chain and chain[-1] in (_CAUSE, _CONTEXT):
         chain.pop()
-    return "".join(reversed(chain))
+    return RedactedText("".join(reversed(chain)))
 
 
 def exception_message(exc: BaseException) -> str:

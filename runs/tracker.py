@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -52,7 +52,7 @@ from django.utils import timezone
 
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
 from runs.redact import redact, truncate, truncate_traceback
-from runs.tracebacks import exception_message, format_exception
+from runs.tracebacks import RedactedText, exception_message, format_exception
 
 logger = logging.getLogger("runs.tracker")
 
@@ -201,6 +201,8 @@ class RunTracker:
         self._started_mono = 0.0
         self._next_local_id = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._unflushed_errors = 0
         self._writer: _Writer | None = None
         self._ended = False
 
@@ -221,7 +223,7 @@ class RunTracker:
         self._writer = _Writer(self)
         self._writer.start()
         call = _Call(self._insert_run)
-        self._queue.put(call)
+        self._put(call, wake=True)
         # Generous: on a busy SQLite the writer waits its turn for the lock.
         if not call.done.wait(timeout=settings.SQLITE_BUSY_TIMEOUT_S * 3 + 5):
             logger.error("run tracking: could not create the run row for %s in time", self.pipeline)
@@ -304,15 +306,29 @@ class RunTracker:
             "summary": summary or {},
             "message": truncate(redact(message or ""), RunError.MESSAGE_MAX),
         }
-        self._queue.put(_Stop(fields))
+        self._put(_Stop(fields), wake=True)
         self._writer.join(timeout=_DRAIN_TIMEOUT_S)
         if self._writer.is_alive():
             logger.error("run tracking: run #%s was not fully written within %ss", self.run_id, _DRAIN_TIMEOUT_S)
         return self.status
 
+    def _put(self, item: Any, *, wake: bool = False, errors: int = 0) -> None:
+        """Queue an item for the writer. The writer is not woken per item (a
+        thread switch per error would cost more than the error itself): it
+        wakes on its flush interval, for a call or the stop, or when a batch
+        of errors is waiting."""
+        self._queue.put(item)
+        if errors:
+            self._unflushed_errors += errors
+            if self._unflushed_errors >= _ERROR_BATCH * 4:
+                self._unflushed_errors = 0
+                wake = True
+        if wake:
+            self._wake.set()
+
     def _shutdown_writer(self) -> None:
         if self._writer is not None:
-            self._queue.put(_Stop({}))
+            self._put(_Stop({}), wake=True)
             self._writer.join(timeout=10)
 
     # -- steps ---------------------------------------------------------------
@@ -326,7 +342,7 @@ class RunTracker:
         state = StepState(local_id=self._next_local_id, name=str(name)[:100], position=len(self.steps) + 1,
                           critical=critical, total=total)
         self.steps[state.local_id] = state
-        self._queue.put(("step", state))
+        self._put(("step", state))
         return state.local_id
 
     @_safe(default=None)
@@ -364,7 +380,7 @@ class RunTracker:
         state.finished_at = timezone.now()
         state.duration_ms = int((time.monotonic() - state.started_mono) * 1000)
         state.status = status  # last: the writer treats a non-running status as final
-        self._queue.put(("step_end", state))
+        self._put(("step_end", state))
 
     @_safe(default=None)
     def skip_step(self, name: str, reason: str) -> int | None:
@@ -390,13 +406,16 @@ class RunTracker:
         """Record one error. Redaction and truncation happen on the writer thread."""
         if self.run_id is None or self.held_by is not None:
             return
+        self._put(self._error_row(step_id, step_name, identifier, identifier_kind, message, traceback), errors=1)
+
+    def _error_row(self, step_id: Any, step_name: str, identifier: Any, identifier_kind: str, message: Any,
+                   traceback: str) -> tuple:
         if not step_name and step_id in self.steps:
             step_name = self.steps[step_id].name
         self.error_count += 1
-        self._queue.put(
-            ("error", step_id, str(step_name)[:100], "" if identifier is None else str(identifier)[:255],
-             identifier_kind[:32], str(message) if message else "Unknown error", traceback or "", timezone.now())
-        )
+        # A float timestamp: the writer turns it into created_at (cheaper than timezone.now() here).
+        return ("error", step_id, str(step_name)[:100], "" if identifier is None else str(identifier)[:255],
+                str(identifier_kind)[:32], str(message) if message else "Unknown error", traceback or "", time.time())
 
     def record_exception(
         self, exc: BaseException, *, step_id: int | None = None, identifier: Any = "", identifier_kind: str = ""
@@ -434,18 +453,22 @@ class RunTracker:
             return
         if isinstance(errors, (dict, BaseException, str)):
             errors = [errors]
+        if self.run_id is None or self.held_by is not None:
+            return
+        rows = []
         for item in errors:
             if isinstance(item, BaseException):
-                self.record_error(step_id=step_id, step_name=step_name, message=exception_message(item),
-                                  traceback=format_exception(item))
+                rows.append(self._error_row(step_id, step_name, "", "", exception_message(item),
+                                            format_exception(item)))
             elif isinstance(item, dict):
                 identifier, kind = self.identify(item)
                 message = item.get("message") or item.get("error") or "Unknown error"
-                self.record_error(step_id=step_id, step_name=step_name, identifier=identifier,
-                                  identifier_kind=item.get("identifier_kind") or kind, message=message,
-                                  traceback=item.get("traceback") or "")
+                rows.append(self._error_row(step_id, step_name, identifier, item.get("identifier_kind") or kind,
+                                            message, item.get("traceback") or ""))
             else:
-                self.record_error(step_id=step_id, step_name=step_name, message=str(item))
+                rows.append(self._error_row(step_id, step_name, "", "", str(item), ""))
+        # One queue item for the whole list: the writer takes it in one go.
+        self._put(("errors", rows), errors=len(rows))
 
     def identify(self, obj: Any) -> tuple[str, str]:
         """The identifier and its kind for an item: a dict's or object's first present key."""
@@ -512,22 +535,24 @@ class _Writer(threading.Thread):
         interval = max(0.01, float(self.tracker.flush_interval))
         next_flush = time.monotonic() + interval
         stop: _Stop | None = None
+        wake = self.tracker._wake
         while True:
-            try:
-                item = q.get(timeout=max(0.0, next_flush - time.monotonic()))
-            except queue.Empty:
-                item = None
-            while item is not None:
+            wake.wait(timeout=max(0.0, next_flush - time.monotonic()))
+            wake.clear()
+            while stop is None:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
                 if isinstance(item, _Stop):
                     stop = item
                 elif isinstance(item, _Call):
                     self._call(item)
                 else:
                     self._take(item)
-                try:
-                    item = q.get_nowait() if stop is None and len(self.pending_errors) < _ERROR_BATCH * 4 else None
-                except queue.Empty:
-                    item = None
+                if len(self.pending_errors) >= _ERROR_BATCH * 4 and self.tracker.run_id is not None:
+                    wake.set()  # write this batch now, then come straight back for more
+                    break
             now = time.monotonic()
             if stop is not None or now >= next_flush or len(self.pending_errors) >= _ERROR_BATCH * 4:
                 if self.tracker.run_id is not None and not self.disabled:
@@ -574,6 +599,8 @@ class _Writer(threading.Thread):
             self.pending_ends.append(item[1])
         elif kind == "error" and not self.errors_disabled:
             self.pending_errors.append(item)
+        elif kind == "errors" and not self.errors_disabled:
+            self.pending_errors.extend(item[1])
 
     def _flush_with_retry(self, final: _Stop | None) -> None:
         delay = 0.05
@@ -673,7 +700,12 @@ class _Writer(threading.Thread):
     def _prepare_errors(self) -> None:
         adapt = connection.ops.adapt_datetimefield_value
         run_id = self.tracker.run_id
+        last_ms, last_value = None, None
         for _, step_id, step_name, identifier, kind, message, tb, created in self.pending_errors:
+            # Millisecond precision is plenty; errors of one burst share the adapted value.
+            ms = int(created * 1000)
+            if ms != last_ms:
+                last_ms, last_value = ms, adapt(datetime.fromtimestamp(ms / 1000, tz=UTC))
             self.prepared_errors.append([
                 run_id,
                 step_id,  # a local step id until _insert_errors maps it
@@ -681,8 +713,8 @@ class _Writer(threading.Thread):
                 redact(identifier),
                 kind,
                 truncate(redact(message), RunError.MESSAGE_MAX),
-                truncate_traceback(redact(tb), RunError.TRACEBACK_MAX),
-                adapt(created),
+                truncate_traceback(tb if type(tb) is RedactedText else redact(tb), RunError.TRACEBACK_MAX),
+                last_value,
             ])
         self.pending_errors.clear()
 
