@@ -115,8 +115,9 @@ def last_expected_slot(cron: str | None, *, now: datetime) -> datetime | None:
 
     # croniter's get_prev is strictly before its start; a slot exactly at
     # `now` has already happened, so start a microsecond later.
-    # Add in absolute time: local arithmetic would drop `fold` in the repeated hour.
-    return _utc(croniter(cron, _local(now.astimezone(UTC) + timedelta(microseconds=1))).get_prev(datetime))
+    # Added in UTC: local arithmetic would drop `fold` in the repeated hour.
+    start = _local(_local(now).astimezone(UTC) + timedelta(microseconds=1))
+    return _utc(croniter(cron, start).get_prev(datetime))
 
 
 def overdue_grace() -> timedelta:
