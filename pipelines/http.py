@@ -143,7 +143,7 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, params: Any = None, data: Any = None,
                 json: Any = None) -> httpx.Response:
-        """Send one request with retries; return a 2xx/3xx response or raise ApiError."""
+        """Send one request with retries; return a 2xx response or raise ApiError."""
         attempt = 0
         while True:
             try:
@@ -158,9 +158,16 @@ class ApiClient:
                 status = None
             else:
                 status = response.status_code
-                if status < 400:
+                if status < 300:
                     self.failures_in_a_row = 0
                     return response
+                if status < 400:
+                    # An API does not redirect; a web server in front of the wrong URL does
+                    # (http -> https, a login page). Following it could turn a POST into a GET.
+                    where = f" Check {self.base_url_setting}." if self.base_url_setting else ""
+                    location = self._scrub(response.headers.get("Location", "?"))
+                    raise ServiceDownError(f"{self.service} answered HTTP {status} redirecting to {location}: "
+                                           f"the base URL is not the API's.{where}", status=status)
                 if status in (401, 403):
                     raise CredentialsError(self._credentials_message(response))
                 if status != 429 and status < 500:

@@ -31,7 +31,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from pipelines.http import ApiClient, ApiError, json_or_none
+from pipelines.http import ApiClient, ApiError, ServiceDownError, json_or_none
 from pipelines.models import LapostaSubscription, Member, Parent
 
 if TYPE_CHECKING:
@@ -103,7 +103,10 @@ class LapostaClient(ApiClient):
         body = json_or_none(response)
         if isinstance(body, dict) and isinstance(body.get("member"), dict):
             return body["member"]
-        return {}
+        # A 2xx without a member is not Laposta's API answering: stop, don't
+        # remember members as sent.
+        raise ServiceDownError(f"{self.service} answered HTTP {response.status_code} without a member: "
+                               f"is {self.base_url_setting} the API's address?", status=response.status_code)
 
     def api_message(self, response: httpx.Response) -> str:
         body = json_or_none(response)

@@ -239,3 +239,12 @@ def test_parse_retry_after_dates():
     earlier = format_datetime(now - timedelta(seconds=90), usegmt=True)
     assert parse_retry_after(later, now=now) == 90.0
     assert parse_retry_after(earlier, now=now) == 0.0
+
+
+def test_a_redirect_is_not_followed_and_is_fatal(httpserver, sleeps):
+    httpserver.expect_request("/things").respond_with_data("", status=301,
+                                                           headers={"Location": "https://example.org/login"})
+    with make_client(httpserver, sleeps) as client, pytest.raises(ServiceDownError) as info:
+        client.request("POST", "things")
+    assert "HTTP 301" in str(info.value) and "https://example.org/login" in str(info.value)
+    assert len(httpserver.log) == 1

@@ -446,3 +446,14 @@ def test_the_registry_links_are_stored_when_the_member_exists(fake, pipeline):
     pipeline(three(), [ParentRecord(email="ouder@example.nl", name="Ouder", children=["AAA1111"])])
     assert LapostaSubscription.objects.get(email="anna@example.nl").member_id == anna.pk
     assert LapostaSubscription.objects.get(list_id=PARENTS_LIST).parent_id == parent.pk
+
+
+def test_a_base_url_that_is_not_the_api_fails_the_step(fake, pipeline, httpserver, settings):
+    httpserver.expect_request("/not-laposta/member").respond_with_data("<html>Welkom</html>",
+                                                                       content_type="text/html")
+    settings.LAPOSTA_BASE_URL = httpserver.url_for("/not-laposta")
+    run = pipeline(three())
+    submit = step(run, "laposta-submit")
+    assert submit.status == "failed"
+    assert "LAPOSTA_BASE_URL" in submit.reason
+    assert not LapostaSubscription.objects.exists()
