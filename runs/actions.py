@@ -43,7 +43,7 @@ def pipeline_url(name: str) -> str:
 @permission_required("runs.trigger_run", raise_exception=True)
 def run_now(request: HttpRequest, name: str) -> HttpResponse:
     try:
-        result = trigger_run(name, user=request.user, mode=Mode.DASHBOARD)
+        result = trigger_run(name, user=request.user, mode=str(Mode.DASHBOARD))
     except UnknownPipeline:
         raise Http404(f"Unknown pipeline {name!r}") from None
     if result.queued:

@@ -71,6 +71,7 @@ def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard") -> Trigger
     get_pipeline(pipeline)
     if mode not in Mode.values:
         raise ValueError(f"unknown mode {mode!r}")
+    mode = str(mode)  # a plain str in the task payload, not the enum
     running = Run.objects.running().filter(pipeline=pipeline).order_by("-started_at").first()
     if running is not None:
         return TriggerResult(False, f"{pipeline} is already running (run #{running.pk}).", running_run=running)
