@@ -1,0 +1,172 @@
+"""A real `qcluster` on the test's SQLite file: concurrency and crash recovery.
+
+Slow (each starts real processes) but part of `make test`. Every wait is
+bounded; the cluster's whole process group is stopped at the end, whatever
+happened.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import Schedule, Task
+from django_q.tasks import async_task
+
+from runs.models import Run
+from runs.scheduling import sync_schedules
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        pause.wait(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Cluster:
+    """`manage.py qcluster` in its own session, so its workers go with it."""
+
+    def __init__(self, env, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "qcluster"], env=env, cwd=ROOT,
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill(self):
+        """SIGKILL the cluster and its workers at once, like a crash or the OOM killer."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # the master stops its workers
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=20)
+        self.kill()
+        self.log.close()
+
+    def output(self):
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def cluster_env(subprocess_env):
+    env = dict(subprocess_env)
+    env.update({"Q_WORKERS": "2", "RUNS_FLUSH_INTERVAL": "0.1", "LOG_LEVEL": "WARNING"})
+    # Only the schedules a test sets up may fire.
+    Schedule.objects.all().delete()
+    return env
+
+
+def test_two_pipelines_and_a_reader_never_see_database_is_locked(cluster_env, tmp_path):
+    env = {**cluster_env, "SLOW_SECONDS": "2.5"}
+    staff = get_user_model().objects.create_user("viewer", password="x", is_staff=True)
+    stop_reading = threading.Event()
+    reads, read_errors = [], []
+
+    def read_history():
+        client = Client()
+        client.force_login(staff)
+        try:
+            while not stop_reading.is_set():
+                try:
+                    list(Run.objects.order_by("-started_at")[:50])
+                    list(Run.objects.running().values_list("pipeline", "heartbeat_at"))
+                    response = client.get(reverse("runs:overview"))
+                    assert response.status_code == 200, response.status_code
+                    reads.append(1)
+                except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                    read_errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    cluster = Cluster(env, tmp_path / "qcluster.log")
+    reader = threading.Thread(target=read_history)
+    reader.start()
+    try:
+        for _ in range(2):  # two rounds; in each, two pipelines run side by side
+            before = Run.objects.finished().count()
+            for name in ("slow", "sample", "clean"):
+                async_task("runs.tasks.run_pipeline_task", name)
+            wait_for(lambda b=before: Run.objects.finished().count() >= b + 3, 40, "a round of runs")
+            wait_for(lambda: not Run.objects.running().exists(), 20, "the round to finish")
+    finally:
+        stop_reading.set()
+        reader.join(timeout=30)
+        cluster.stop()
+    statuses = sorted(Run.objects.values_list("pipeline", "status"))
+    assert statuses == sorted([("slow", "success"), ("sample", "partial"), ("clean", "success")] * 2)
+    assert Run.objects.exclude(task_id="").count() == 6
+    # slow overlapped with another pipeline: two runs were writing at once.
+    slow = Run.objects.filter(pipeline="slow")
+    assert any(Run.objects.exclude(pk=s.pk).filter(started_at__lt=s.finished_at, finished_at__gt=s.started_at)
+               for s in slow)
+    assert Task.objects.filter(success=True).count() == 6
+    assert not read_errors, read_errors[:3]
+    assert len(reads) > 10
+    log = cluster.output()
+    assert "locked" not in log.lower(), log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_killed_cluster_leaves_a_run_the_reaper_abandons_after_restart(cluster_env, tmp_path):
+    env = {**cluster_env, "SLOW_SECONDS": "120", "RUNS_STALE_AFTER": "10"}
+    log = tmp_path / "qcluster.log"
+    first = Cluster(env, log)
+    try:
+        async_task("runs.tasks.run_pipeline_task", "slow")
+        victim = wait_for(lambda: Run.objects.running().filter(pipeline="slow", heartbeat_at__isnull=False).first(),
+                          30, "the slow run to start")
+        wait_for(lambda: Run.objects.filter(pk=victim.pk, heartbeat_at__gt=victim.heartbeat_at).exists(),
+                 10, "a heartbeat")
+    finally:
+        first.kill()
+    first.log.close()
+    victim.refresh_from_db()
+    assert victim.status == "running"  # nobody will ever finish it
+
+    # The reaper's schedule and the pipeline's next slot are both due; the new
+    # cluster's scheduler (every ~30 s) queues them after the 10 s staleness.
+    sync_schedules()
+    Schedule.objects.exclude(name="maintenance:reap-stale-runs").delete()
+    Schedule.objects.filter(name="maintenance:reap-stale-runs").update(next_run=timezone.now())
+    Schedule.objects.create(name="test:slow", func="runs.tasks.run_pipeline_task", args="'slow'",
+                            schedule_type=Schedule.ONCE, next_run=timezone.now() + timedelta(seconds=1))
+    second = Cluster(env, log)
+    try:
+        next_run = wait_for(lambda: Run.objects.filter(pipeline="slow", pk__gt=victim.pk).first(), 50,
+                            "the next scheduled slot")
+        victim.refresh_from_db()
+        assert victim.status == "abandoned" and "Abandoned" in victim.message
+        assert victim.steps.get().status == "failed"
+        assert next_run.status == "running" and next_run.mode == "scheduled"  # the lock was free
+        # Cancel works across processes: the worker's tracker notices the request.
+        next_run.request_cancel()
+        wait_for(lambda: Run.objects.filter(pk=next_run.pk, status="cancelled").exists(), 15, "the cancel")
+        assert Task.objects.filter(func="runs.tasks.reap_stale_runs_task", success=True).exists()
+    finally:
+        second.stop()
+    assert "locked" not in log.read_text(errors="replace").lower()
