@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup test lint bench demo migrate serve clean
+.PHONY: setup test test-postgres lint bench demo migrate serve clean browser-deps
 
 setup: $(STAMP)
 
@@ -22,6 +22,16 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Headless Chromium for the browser tests (tests/browser), from Debian's packages.
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium is missing: run 'sudo apt-get install chromium' (the browser tests skip without it)"; fi
+
+# The suite against a private PostgreSQL on loopback (needs the Debian postgresql package).
+test-postgres: setup
+	.ci/services postgres-test
 
 lint: setup
 	$(BIN)/ruff check .

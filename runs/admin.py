@@ -47,25 +47,42 @@ class CappedCountPaginator(Paginator):
 
 
 class CheapDatesMixin:
-    """The date hierarchy's year and month levels from MIN/MAX (two index seeks)
-    instead of `SELECT DISTINCT` over every row. A year or month without runs may
-    show up; clicking it shows an empty list."""
+    """The date hierarchy's levels from the first and last date (two index
+    seeks) instead of `SELECT DISTINCT trunc(…)` over every row, which SQLite
+    answers with a full scan. A year, month or day without rows may show up;
+    clicking it shows an empty list."""
+
+    def _bound(self, field_name, descending):
+        return self.order_by(f"-{field_name}" if descending else field_name).values_list(field_name, flat=True) \
+            .first()
 
     def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
-        if kind not in ("year", "month"):
+        if kind not in ("year", "month", "day"):
             return super().datetimes(field_name, kind, order, tzinfo)
-        bounds = self.aggregate(first=Min(field_name), last=Max(field_name))
-        if bounds["first"] is None:
+        first, last = self._bound(field_name, False), self._bound(field_name, True)
+        if first is None:
             return []
-        first, last = timezone.localtime(bounds["first"]), timezone.localtime(bounds["last"])
-        values, year, month = [], first.year, (first.month if kind == "month" else 1)
-        while (year, month) <= (last.year, last.month if kind == "month" else 1):
-            values.append(timezone.make_aware(dt.datetime(year, month, 1)))
+        first, last = timezone.localtime(first).date(), timezone.localtime(last).date()
+        values, day = [], first.replace(month=1, day=1) if kind == "year" else first.replace(day=1) \
+            if kind == "month" else first
+        while day <= last:
+            values.append(timezone.make_aware(dt.datetime(day.year, day.month, day.day)))
             if kind == "year":
-                year += 1
+                day = day.replace(year=day.year + 1)
+            elif kind == "month":
+                day = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
             else:
-                year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+                day += dt.timedelta(days=1)
         return values if order == "ASC" else values[::-1]
+
+    def aggregate(self, *args, **kwargs):
+        # The date hierarchy asks for Min and Max together; SQLite only uses the
+        # index for a lone MIN() or MAX(), so answer that pair with two seeks.
+        if not args and set(kwargs) == {"first", "last"} and isinstance(kwargs["first"], Min) \
+                and isinstance(kwargs["last"], Max):
+            field_name = kwargs["first"].source_expressions[0].name
+            return {"first": self._bound(field_name, False), "last": self._bound(field_name, True)}
+        return super().aggregate(*args, **kwargs)
 
 
 class CheapDatesRunQuerySet(CheapDatesMixin, RunQuerySet):

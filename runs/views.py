@@ -23,7 +23,7 @@ from runs.models import Run, RunError, RunStatus
 from runs.pipeline import UnknownPipeline, get_pipeline
 from runs.tables import ErrorTable, PipelineRunTable, RunTable
 
-PER_PAGE = 50
+PER_PAGE = 25
 ERRORS_PER_PAGE = 50
 
 

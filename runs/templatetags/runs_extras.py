@@ -50,7 +50,10 @@ def when(value: datetime | None) -> SafeString | str:
         return "—"
     local = timezone.localtime(value)
     now = timezone.now()
-    relative = f"{timesince(value, now, depth=1)} ago" if value <= now else f"in {timesince(now, value, depth=1)}"
+    if abs((now - value).total_seconds()) < 60:
+        relative = "just now" if value <= now else "in a minute"
+    else:
+        relative = f"{timesince(value, now, depth=1)} ago" if value <= now else f"in {timesince(now, value, depth=1)}"
     return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(),
                        local.strftime("%Y-%m-%d %H:%M:%S %Z"), relative.replace("\xa0", " "))
 
