@@ -32,10 +32,9 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Q
 from django.utils import timezone
 
-from runs.models import Run
 from runs.pipeline import all_pipelines
 
 logger = logging.getLogger("runs.scheduling")
@@ -178,13 +177,11 @@ def pipeline_schedule_states(*, now: datetime | None = None) -> dict[str, Schedu
         .values("name", "schedule_type", "cron", "repeats", "next_run")
     ):
         rows.setdefault(row["name"][len(PIPELINE_PREFIX):], row)
-    last_started = dict(
-        Run.objects.filter(pipeline__in=names)
-        .order_by()
-        .values("pipeline")
-        .annotate(last=Max("started_at"))
-        .values_list("pipeline", "last")
-    )
+    # One LIMIT-1 index seek per pipeline (UNION ALL): a GROUP BY MAX over all
+    # pipelines reads the whole run_pipeline_started index (~60 ms at 200k runs).
+    from runs.selectors import recent_runs_per_pipeline
+
+    last_started = {n: runs[0].started_at for n, runs in recent_runs_per_pipeline(names, 1).items() if runs}
     grace = overdue_grace()
     states = {}
     for p in pipelines:
