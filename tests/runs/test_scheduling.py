@@ -343,3 +343,21 @@ def test_a_due_schedule_runs_the_pipeline_once_as_scheduled_even_after_downtime(
     broker.acknowledge(queued[0][0])
     run = Run.objects.get(pipeline="sample")
     assert run.mode == "scheduled" and run.task_id == row.task
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_schedules", "four_hours_grace")
+def test_runsync_list_shows_the_next_run_and_overdue_pipelines():
+    import io
+
+    started("clean", local(2026, 5, 4, 9, 0))
+    out = io.StringIO()
+    with time_machine.travel(local(2026, 5, 4, 13, 0), tick=False):
+        call_command("syncschedules", verbosity=0)
+        Schedule.objects.filter(name="pipeline:sample").update(repeats=0)
+        call_command("runsync", "--list", stdout=out)
+        Schedule.objects.filter(name="pipeline:sample").update(repeats=-1)
+        call_command("runsync", "--list", stdout=out)
+    first, second = out.getvalue().split("\nsample")[1:3]
+    assert first.split("\n")[0].rstrip().endswith("disabled")
+    assert "next 2026-05-05 08:00  OVERDUE (no run since the 2026-05-04 08:00 slot)" in second.split("\n")[0]

@@ -103,13 +103,29 @@ class Command(BaseCommand):
                 holder["live"].stop()
 
     def _list(self, console: Any) -> None:
+        from django.utils import timezone
+
+        from runs.scheduling import pipeline_schedule_states
+
         pipelines = all_pipelines()
         last = latest_runs([p.name for p in pipelines])
+        schedules = pipeline_schedule_states()
         width = max((len(p.name) for p in pipelines), default=4)
         for p in pipelines:
             run = last.get(p.name)
-            state = f"{run.status} ({run.started_at:%Y-%m-%d %H:%M})" if run else "never run"
-            console.print(f"{p.name:<{width}}  {p.schedule or '-':<20}  {state}", markup=False)
+            state = f"{run.status} ({timezone.localtime(run.started_at):%Y-%m-%d %H:%M})" if run else "never run"
+            sched = schedules[p.name]
+            # The schedule in force: the admin's edit, if any, else the default.
+            cron = sched.cron or p.schedule or "-"
+            if sched.cron and not sched.enabled:
+                upcoming = "disabled"
+            elif sched.next_run:
+                upcoming = f"next {timezone.localtime(sched.next_run):%Y-%m-%d %H:%M}"
+            else:
+                upcoming = ""
+            if sched.overdue:
+                upcoming += f"  OVERDUE (no run since the {timezone.localtime(sched.due_slot):%Y-%m-%d %H:%M} slot)"
+            console.print(f"{p.name:<{width}}  {cron:<20}  {state:<29}  {upcoming}".rstrip(), markup=False)
 
     def _summary(self, console: Any, run: Run) -> None:
         from rich.table import Table
