@@ -44,6 +44,7 @@ migrate: setup
 
 demo: migrate
 	$(BIN)/python manage.py makedemouser
+	$(BIN)/python manage.py syncschedules
 	-$(BIN)/python manage.py runsync all
 	$(BIN)/python manage.py rundemo --host $(HOST) --port $(PORT)
 
