@@ -196,8 +196,8 @@ def errors_queryset() -> QuerySet[RunError]:
 def grouped_errors(qs: QuerySet[RunError], *, bounded_by_identifier: bool, limit: int = 100) -> list[dict]:
     """Group errors by identifier + message: first seen, last seen, count, runs.
 
-    Bounded: with an identifier (exact or prefix) the group covers that
-    member's errors (an index range); without one, only the newest
+    Bounded: for one member (an exact identifier) the group covers all of
+    that member's errors (an index range); otherwise only the newest
     GROUP_WINDOW matching errors are grouped (an index walk with a LIMIT).
     """
     if not bounded_by_identifier:

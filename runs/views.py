@@ -199,9 +199,11 @@ class ErrorListView(SingleTableMixin, FilterView):
         context["grouped"] = self.grouped
         filterset = context["filter"]
         if self.grouped and filterset.is_valid():
-            identifier = filterset.identifier_value
-            context["groups"] = selectors.grouped_errors(filterset.qs, bounded_by_identifier=bool(identifier))
-            context["group_window"] = None if identifier else selectors.GROUP_WINDOW
+            # One member's errors (an exact identifier) are few: group them all.
+            # Anything wider is grouped over the newest GROUP_WINDOW matches only.
+            one_member = bool(filterset.identifier_value) and filterset.exact
+            context["groups"] = selectors.grouped_errors(filterset.qs, bounded_by_identifier=one_member)
+            context["group_window"] = None if one_member else selectors.GROUP_WINDOW
         query = self.request.GET.copy()
         query.pop("view", None)
         query.pop("page", None)
