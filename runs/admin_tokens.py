@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from runs.models import ApiToken
+from runs.models import ApiToken, Notification
 
 
 @admin.register(ApiToken)
@@ -61,3 +61,22 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """What the alerts sent, when, and what failed: read-only history."""
+
+    list_display = ("created_at", "event", "pipeline", "run", "status", "attempts", "email_sent_at",
+                    "webhook_sent_at", "last_error")
+    list_filter = ("event", "status")
+    list_select_related = ("run",)
+    date_hierarchy = None
+    show_full_result_count = False
+    ordering = ("-created_at", "-id")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

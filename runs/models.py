@@ -307,6 +307,7 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "alert notification"
         indexes = [
             # Delivery: pending notifications that are due.
             models.Index(fields=["status", "next_attempt_at"], name="notification_due"),

@@ -10,9 +10,10 @@
 
 Everything is deleted in batches, one short transaction each, with explicit
 DELETEs by primary key in child-to-parent order (no ORM collector loading
-rows into memory). On SQLite a transaction holds the single write lock, so
-short ones keep the tracker's writer, the scheduler and the dashboard's
-sessions moving; readers are never blocked under WAL.
+rows into memory), and a short pause between batches. On SQLite a
+transaction holds the single write lock, so short ones keep the tracker's
+writer, the scheduler and the dashboard's sessions moving; readers are never
+blocked under WAL.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def prune_runs(
     keep_days: int | None = None,
     errors_keep_days: int | None = None,
     batch_size: int = 500,
-    pause_s: float = 0.0,
+    pause_s: float = 0.01,
 ) -> PruneResult:
     """Delete history past retention in short batches; returns what went."""
     now = now or timezone.now()
@@ -93,18 +94,17 @@ def prune_runs(
     step_table = RunStep._meta.db_table
     run_table = Run._meta.db_table
 
-    # 1. Old per-item errors (runerror_created index). Errors of protected runs stay.
-    last_id = 0
+    # 1. Old per-item errors, oldest first along the runerror_created index
+    # (no sort, no scan of young rows). Errors of protected runs stay.
     while True:
         ids = list(
-            RunError.objects.filter(created_at__lt=errors_cutoff, pk__gt=last_id)
+            RunError.objects.filter(created_at__lt=errors_cutoff)
             .exclude(run_id__in=protected)
-            .order_by("pk")
+            .order_by("created_at")
             .values_list("pk", flat=True)[: batch_size * 4]
         )
         if not ids:
             break
-        last_id = ids[-1]
         with transaction.atomic():
             result.errors += _delete_where_in(error_table, "id", ids)
         if pause_s:
@@ -117,7 +117,7 @@ def prune_runs(
             Run.objects.filter(started_at__lt=runs_cutoff)
             .exclude(status=RunStatus.RUNNING)
             .exclude(pk__in=protected)
-            .order_by("started_at", "pk")
+            .order_by("started_at")  # along the run_started index
             .values_list("pk", flat=True)[:batch_size]
         )
         if not ids:

@@ -61,6 +61,7 @@ class Migration(migrations.Migration):
                 ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='notifications', to='runs.run')),
             ],
             options={
+                'verbose_name': 'alert notification',
                 'ordering': ['-created_at', '-id'],
                 'indexes': [models.Index(fields=['status', 'next_attempt_at'], name='notification_due'), models.Index(fields=['event', 'run'], name='notification_event_run'), models.Index(fields=['-created_at'], name='notification_created')],
             },
