@@ -109,7 +109,8 @@ def _fail(name: Any, mode: Any, message: str, task_id: str, triggered_by_id: Any
             mode=mode if mode in Mode.values else Mode.SCHEDULED,
             message=message,
             task_id=task_id,
-            triggered_by_id=triggered_by_id if isinstance(triggered_by_id, int) else None,
+            triggered_by_id=triggered_by_id if isinstance(triggered_by_id, int) and _user_exists(triggered_by_id)
+            else None,
         )
     except Exception:
         logger.exception("could not record the failed task for %r", name)

@@ -97,3 +97,10 @@ def test_outside_a_worker_there_is_no_task_id():
     thread.start()
     thread.join()
     assert seen == [""]
+
+
+def test_an_unknown_pipeline_queued_by_a_deleted_user_is_still_recorded():
+    with pytest.raises(UnknownPipeline):
+        async_task("runs.tasks.run_pipeline_task", "nosuchpipeline", mode="dashboard", triggered_by_id=987654)
+    run = Run.objects.get(pipeline="nosuchpipeline")
+    assert (run.status, run.mode, run.triggered_by_id) == ("failed", "dashboard", None)
