@@ -22,6 +22,7 @@ from pipelines.records import MemberRecord, ParentRecord
 from pipelines.sources import ExportSource, sportlink_source
 from pipelines.sync import (
     BATCH_SIZE,
+    RowWriter,
     Upserter,
     existing_hashes,
     knvb_map,
@@ -46,25 +47,40 @@ def people(run: PipelineRun) -> None:
     source = sportlink_source()
     with run.step("sportlink-download") as step:
         table = source.table("members")
-        result = read_members(table)
+        existing = existing_hashes(Member.objects.all(), "knvb_id")
+        # Rows whose hash is unchanged need no conversion, unless Laposta wants every record.
+        known = None if laposta_needs_records() else {code: digest for code, (_pk, digest) in existing.items()}
+        result = read_members(table, known=known)
         step.read(result.rows)
         report_row_errors(step, result)
-        step.detail.update(file=table.filename, source=source.describe(), members=len(result.records),
-                           parents=len(result.extra["parents"]))
+        step.detail.update(file=table.filename, source=source.describe(), parents=len(result.extra["parents"]),
+                           members=len(result.records) + len(result.extra["unchanged"]))
     members: list[MemberRecord] = result.records
+    unchanged: list[str] = result.extra["unchanged"]
     parents: list[ParentRecord] = result.extra["parents"]
 
     laposta_steps(run, members=members, parents=parents)
 
-    with run.step("rondo-club-sync", total=len(members) + len(parents)) as step:
-        sync_members(step, members, keep=result.bad_keys, dry_run=run.dry_run)
+    with run.step("rondo-club-sync", total=len(members) + len(unchanged) + len(parents)) as step:
+        sync_members(step, members, unchanged=unchanged, existing=existing, keep=result.bad_keys,
+                     dry_run=run.dry_run)
         sync_parents(step, parents, dry_run=run.dry_run)
 
     with run.step("photo-download", critical=False) as step:
         photos = download_photos(step, source)
     with run.step("photo-sync", critical=False, total=len(photos)) as step:
         sync_photos(step, photos, dry_run=run.dry_run)
-    run.summary.update(members=len(members), parents=len(parents), photos=len(photos))
+    run.summary.update(members=len(members) + len(unchanged), parents=len(parents), photos=len(photos))
+
+
+def laposta_needs_records() -> bool:
+    """Whether the Laposta destination will compare every member (it is installed and configured)."""
+    if find_spec("pipelines.laposta") is None:
+        return False
+    from pipelines import laposta
+
+    reason = getattr(laposta, "not_configured_reason", None)
+    return reason is None or not reason()
 
 
 def laposta_steps(run: PipelineRun, *, members: list[MemberRecord], parents: list[ParentRecord]) -> None:
@@ -78,44 +94,35 @@ def laposta_steps(run: PipelineRun, *, members: list[MemberRecord], parents: lis
     submit(run, members=members, parents=parents)
 
 
-def member_values(record: MemberRecord) -> dict:
-    return {
-        "knvb_id": record.knvb_id,
-        "first_name": record.first_name,
-        "infix": record.infix,
-        "last_name": record.last_name,
-        "initials": record.initials,
-        "email": record.email,
-        "gender": record.gender,
-        "birth_date": record.birth_date,
-        "member_type": record.member_type,
-        "age_category": record.age_category,
-        "local_teams": ", ".join(record.teams),
-        "phone": record.phone,
-        "mobile": record.mobile,
-        "street": record.street,
-        "house_number": record.house_number,
-        "postcode": record.postcode,
-        "city": record.city,
-        "member_since": record.member_since,
-        "left_on": record.left_on,
-        "is_former": False,
-    }
+def member_values(record: MemberRecord) -> tuple:
+    """The member's registry values in MEMBER_FIELDS order (what the hash covers)."""
+    return (
+        record.first_name, record.infix, record.last_name, record.initials, record.email, record.gender,
+        record.birth_date, record.member_type, record.age_category, ", ".join(record.teams), record.phone,
+        record.mobile, record.street, record.house_number, record.postcode, record.city, record.member_since,
+        record.left_on,
+    )
 
 
-def sync_members(step: Step, members: list[MemberRecord], *, keep: set[str], dry_run: bool) -> None:
+def sync_members(step: Step, members: list[MemberRecord], *, unchanged: list[str] = (),
+                 existing: dict | None = None, keep: set[str] = frozenset(), dry_run: bool) -> None:
     """Create/update/skip members by hash; mark those who left the export as former.
 
+    `unchanged`: relatiecodes the reader found unchanged (not converted).
     `keep`: relatiecodes on unreadable rows. They are still in the export, so
     they are not marked former because of a typo in one cell.
     """
-    existing = existing_hashes(Member.objects.all(), "knvb_id")
+    if existing is None:
+        existing = existing_hashes(Member.objects.all(), "knvb_id")
     with Upserter(step, Member, existing=existing, fields=(*MEMBER_FIELDS, "is_former"),
                   dry_run=dry_run) as upserter:
+        upserter.skip_unchanged(unchanged)
         for record in members:
             with step.item(record):
                 values = member_values(record)
-                upserter.add(record, key=record.knvb_id, values=values, digest=source_hash(*values.values()))
+                upserter.add(record, key=record.knvb_id, digest=record.source_hash or source_hash(*values),
+                             values=lambda r=record, v=values: {"knvb_id": r.knvb_id, "is_former": False,
+                                                                **dict(zip(MEMBER_FIELDS, v, strict=True))})
     # A former member's hash is cleared, so one who comes back counts as updated.
     gone = [pk for key, (pk, digest) in upserter.unseen().items() if digest and key not in keep]
     update_in_batches(step, Member, gone, dry_run=dry_run, is_former=True, source_hash="")
@@ -126,18 +133,18 @@ def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool) -> N
     """Parents keyed by email, with their children; each parent and its links commit together."""
     member_pks = knvb_map()
     link = Parent.children.through
+    links = RowWriter(link)
 
-    def write_children(pairs: list) -> None:
-        parent_pks = [obj.pk for _record, obj in pairs]
-        link.objects.filter(parent_id__in=parent_pks).delete()
-        link.objects.bulk_create([
-            link(parent_id=obj.pk, member_id=member_pks[code])
-            for record, obj in pairs for code in record.children if code in member_pks
-        ])
+    def write_children(rows: list) -> None:
+        changed = [pk for _record, pk, created in rows if not created]
+        if changed:
+            link.objects.filter(parent_id__in=changed).delete()
+        links.insert([{"parent_id": pk, "member_id": member_pks[code]}
+                      for record, pk, _created in rows for code in record.children if code in member_pks])
 
     existing = existing_hashes(Parent.objects.all(), "email")
     with Upserter(step, Parent, existing=existing, fields=("name", "phone"), dry_run=dry_run,
-                  after_write=write_children) as upserter:
+                  after_write=write_children, key_field="email") as upserter:
         for record in parents:
             with step.item(record):
                 children = tuple(sorted(code for code in record.children if code in member_pks))

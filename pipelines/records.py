@@ -34,6 +34,7 @@ class MemberRecord:
     member_since: date | None = None
     left_on: date | None = None  # Afmelddatum
     row_number: int = 0  # line in the export, for error messages
+    source_hash: str = ""  # hash of the export row (pipelines.readers.member_row_hash)
 
     @property
     def full_name(self) -> str:
