@@ -425,7 +425,8 @@ def parse_amount(value: str, what: str = "amount") -> Decimal:
     return -amount if negative else amount
 
 
-_NAAM = re.compile(r"^(?P<last>[^,]+),\s*(?P<initials>[^(]*?)\s*(?:\((?P<first>[^)]*)\))?\s*(?P<infix>.*)$")
+_NAAM = re.compile(r"^(?P<last>[^,]+),\s*(?P<initials>(?:[^\W\d_]{1,3}\.\s*)*)(?:\((?P<first>[^)]*)\)\s*)?"
+                   r"(?P<infix>.*)$")
 
 
 def split_naam(value: str) -> tuple[str, str, str, str]:
@@ -434,7 +435,7 @@ def split_naam(value: str) -> tuple[str, str, str, str]:
     if not match:
         return "", "", value.strip(), ""
     return ((match["first"] or "").strip(), match["infix"].strip(), match["last"].strip(),
-            match["initials"].strip())
+            " ".join(match["initials"].split()))
 
 
 def multi(value: str) -> list[str]:

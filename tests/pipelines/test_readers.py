@@ -1,0 +1,313 @@
+"""The CSV readers: encodings, separators, headings, values, bad rows."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipelines.readers import (
+    MEMBERS,
+    BadValue,
+    ExportError,
+    MissingColumns,
+    classify,
+    decode,
+    detect_separator,
+    open_table,
+    parse_amount,
+    parse_date,
+    read_discipline,
+    read_functions,
+    read_members,
+    read_nikki,
+    read_teams,
+    split_naam,
+    status_rank,
+)
+
+MEMBER_HEADER = "Naam;Roepnaam;Tussenvoegsel(s);Achternaam;Rel. code;Geslacht;Geb.dat.;E-mailadres;Lidsoort"
+
+
+def members(text: str, *, encoding="utf-8", name="Leden.csv"):
+    return read_members(open_table(name, text.encode(encoding)))
+
+
+# --- bytes and separators ------------------------------------------------------------
+
+
+def test_it_decodes_utf8_with_and_without_bom_and_windows_1252():
+    assert decode("Zoë;Daniël".encode()) == "Zoë;Daniël"
+    assert decode(b"\xef\xbb\xbf" + "Zoë".encode()) == "Zoë"
+    assert decode("Zoë;Renée".encode("cp1252")) == "Zoë;Renée"
+    assert decode("Zoë".encode("utf-16")) == "Zoë"
+    # Bytes that Windows-1252 leaves undefined do not fail the file.
+    assert decode(b"abc\x81\x8d") == "abc\x81\x8d"
+
+
+@pytest.mark.parametrize(("line", "sep"), [
+    ('"Naam";"Rel. code";"E-mail"', ";"),
+    ("Naam,Rel. code,E-mail", ","),
+    ("Naam\tRel. code\tE-mail", "\t"),
+    ('"Achternaam, V.";"Rel. code"', ";"),  # a comma inside quotes does not count
+    ("Naam", ";"),
+])
+def test_it_takes_the_separator_from_the_header_row(line, sep):
+    assert detect_separator(line) == sep
+
+
+def test_it_reads_crlf_bom_quoted_fields_and_empty_fields():
+    text = ('\ufeff"Naam";"Roepnaam";"Tussenvoegsel(s)";"Achternaam";"Rel. code";"Geslacht";"Geb.dat.";'
+            '"E-mailadres"\r\n'
+            '"Vries, J. (Jan) de";"Jan";"de";"Vries";"ABC12D3";"Man";"2010-05-01";;\r\n')
+    result = members(text)
+    assert not result.errors
+    [m] = result.records
+    assert (m.knvb_id, m.first_name, m.infix, m.last_name, m.gender, m.birth_date, m.email) == (
+        "ABC12D3", "Jan", "de", "Vries", "M", date(2010, 5, 1), "")
+    assert m.row_number == 2
+
+
+# --- headings ------------------------------------------------------------------------
+
+
+def test_it_accepts_known_alternative_headings_and_ignores_unknown_columns():
+    text = ("Relatiecode,Voornaam,Achternaam,E-mail,Lievelingskleur,Geboortedatum\n"
+            "XYZ98A7,Sanne,Bakker,s@example.org,blauw,01-02-2003\n")
+    [m] = members(text).records
+    assert (m.knvb_id, m.first_name, m.email, m.birth_date) == ("XYZ98A7", "Sanne", "s@example.org",
+                                                                 date(2003, 2, 1))
+
+
+def test_a_missing_required_heading_names_the_file_and_the_heading():
+    # `Naam` alone is enough for the name.
+    open_table("Leden 3 personen gevonden.csv", b"Naam;Lidsoort;Rel. code\n", MEMBERS)
+    with pytest.raises(MissingColumns) as caught:
+        open_table("Leden.csv", b"Lidsoort;Rel. code;Geslacht\n", MEMBERS)
+    message = str(caught.value)
+    assert "Leden.csv" in message and "Achternaam or Naam" in message
+
+
+def test_a_teams_export_without_teamrol_is_not_a_teams_export():
+    with pytest.raises(MissingColumns) as caught:
+        open_table("Teams.csv", b"Team;Teamsoort;Teamrol;Naam\n")
+    assert "Rel. code" in str(caught.value) and "Teams.csv" in str(caught.value)
+
+
+def test_files_are_recognised_by_their_header_row():
+    assert classify(["Naam", "Rel. code", "Geb.dat."]).kind == "members"
+    assert classify(["Team", "Teamsoort", "Teamrol", "Naam", "Rel. code"]).kind == "teams"
+    assert classify(["Commissie", "Functie", "Rel. code"]).kind == "functions"
+    assert classify(["Dossiernummer", "Rel. code"]).kind == "discipline"
+    assert classify(["Jaar", "Naam", "Lidnr.", "Nikki ID", "Saldo"]).kind == "nikki"
+    assert classify(["Foo", "Bar"]) is None
+    with pytest.raises(ExportError, match="not a recognised export"):
+        open_table("random.csv", b"Foo;Bar\n1;2\n")
+
+
+def test_the_older_team_export_variant_is_read():
+    text = ("Team;Teamsoort;Teamrol;Naam;Lidsoort;Rel. code;Geb.dat.;E-mailadres\n"
+            "JO11-1;Jeugd;Teamspeler;Bos, T. (Tim);Bondslid;ABC12D3;2016-01-01;\n")
+    [role] = read_teams(open_table("t.csv", text.encode())).records
+    assert (role.team_name, role.team_id, role.role, role.knvb_id) == ("JO11-1", "JO11-1", "Teamspeler", "ABC12D3")
+
+
+# --- values --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "amount"), [
+    ("€ 1.234,56", Decimal("1234.56")), ("€ 12,50", Decimal("12.50")), ("-€ 12,50", Decimal("-12.50")),
+    ("€ -7,00", Decimal("-7.00")), ("(3,25)", Decimal("-3.25")), ("1234.56", Decimal("1234.56")),
+    ("1.234", Decimal("1234")), ("1,234.50", Decimal("1234.50")), ("", Decimal("0")), ("€\u00a095,00", Decimal("95")),
+])
+def test_it_parses_dutch_amounts(text, amount):
+    assert parse_amount(text) == amount
+
+
+@pytest.mark.parametrize("text", ["abc", "€ 1,2,3.4.5x", "NaN", "Infinity"])
+def test_it_rejects_what_is_not_an_amount(text):
+    with pytest.raises(BadValue):
+        parse_amount(text)
+
+
+def test_dates():
+    assert parse_date("2012-02-29") == date(2012, 2, 29)
+    assert parse_date("29-02-2012") == date(2012, 2, 29)
+    assert parse_date("1/2/2012") == date(2012, 2, 1)
+    assert parse_date("") is None
+    for bad in ("2012-02-30", "gisteren", "31-13-2012"):
+        with pytest.raises(BadValue):
+            parse_date(bad)
+
+
+def test_naam_is_split_when_the_name_columns_are_missing():
+    assert split_naam("Berg, J. (Jan) van den") == ("Jan", "van den", "Berg", "J.")
+    assert split_naam("Hart, A. (Anouk) 't") == ("Anouk", "'t", "Hart", "A.")
+    [m] = members("Naam;Rel. code\n\"Berg, J. (Jan) van den\";ABC12D3\n").records
+    assert (m.first_name, m.infix, m.last_name, m.initials) == ("Jan", "van den", "Berg", "J.")
+
+
+# --- bad rows ------------------------------------------------------------------------
+
+
+def test_bad_rows_become_errors_with_row_number_and_best_identifier_and_the_rest_go_on():
+    text = "\n".join([
+        MEMBER_HEADER,
+        "Vries, J. (Jan);Jan;;Vries;AAA11A1;Man;2010-01-01;jan@example.org;Bondslid",
+        "Bos, T. (Tim);Tim;;Bos;BBB22B2;Man;2010-01-01;tim@@example.org;Bondslid",   # invalid email
+        "Kok, K. (Kees);Kees;;Kok;;Man;2010-01-01;kees@example.org;Bondslid",       # no relatiecode
+        "Smit, S. (Sem);Sem;;Smit;AAA11A1;Man;2010-01-01;sem@example.org;Bondslid",  # duplicate
+        "Maas, M. (Mila);Mila;;Maas;CCC33C3;Vrouw;2010-02-30;mila@example.org;Bondslid",  # bad date
+        "Prins, P. (Piet);Piet;;Prins;DDD44D4;Man;;;",
+    ]) + "\n"
+    result = members(text, name="Leden 6 personen gevonden.csv")
+    assert [m.knvb_id for m in result.records] == ["AAA11A1", "DDD44D4"]
+    errors = [(e.row, e.identifier, e.identifier_kind) for e in result.errors]
+    assert errors == [(3, "BBB22B2", "knvb_id"), (4, "kees@example.org", "email"), (5, "AAA11A1", "knvb_id"),
+                      (6, "CCC33C3", "knvb_id")]
+    messages = [e.as_error()["message"] for e in result.errors]
+    assert messages[0].startswith("Leden 6 personen gevonden.csv row 3: ")
+    assert "not a valid email" in messages[0]
+    assert "relatiecode (Rel. code) is missing" in messages[1]
+    assert "duplicate relatiecode AAA11A1: already on row 2" in messages[2]
+    assert "'2010-02-30' is not a date" in messages[3]
+    # Relatiecodes seen on bad rows are still in the export (never marked former).
+    assert {"BBB22B2", "CCC33C3"} <= result.bad_keys
+
+
+def test_short_rows_extra_cells_and_blank_lines_are_tolerated():
+    text = "Rel. code;Achternaam;E-mailadres\r\n\r\nAAA11A1;Bos\r\n;;\r\nBBB22B2;Kok;k@example.org;extra;cells\r\n"
+    result = members(text)
+    assert [m.knvb_id for m in result.records] == ["AAA11A1", "BBB22B2"]
+    assert not result.errors
+
+
+def test_parents_are_keyed_by_email_and_shared_by_siblings():
+    text = ("Rel. code;Achternaam;Naam ouder 1;E-mailadres ouder 1;Naam ouder 2;E-mailadres ouder 2\n"
+            "AAA11A1;Bos;Piet Bos;Piet@Example.org;Anna Bos;anna@example.org\n"
+            "BBB22B2;Bos;Piet Bos;piet@example.org;;\n"
+            "CCC33C3;Kok;Kees Kok;kees@@example.org;;\n")
+    result = members(text)
+    parents = {p.email: p for p in result.extra["parents"]}
+    assert sorted(parents) == ["anna@example.org", "piet@example.org"]
+    assert parents["piet@example.org"].children == ["AAA11A1", "BBB22B2"]
+    # A bad parent email is an error on that row; the member itself is kept.
+    assert [m.knvb_id for m in result.records] == ["AAA11A1", "BBB22B2", "CCC33C3"]
+    [error] = result.errors
+    assert (error.row, error.identifier) == (4, "CCC33C3") and "parent 1" in error.message
+
+
+def test_known_unchanged_rows_are_not_converted():
+    text = MEMBER_HEADER + "\nVries, J. (Jan);Jan;;Vries;AAA11A1;Man;2010-01-01;jan@example.org;Bondslid\n"
+    first = members(text)
+    [record] = first.records
+    again = read_members(open_table("Leden.csv", text.encode()), known={"AAA11A1": record.source_hash})
+    assert again.records == [] and again.extra["unchanged"] == ["AAA11A1"]
+    changed = read_members(open_table("Leden.csv", text.replace("jan@", "jan2@").encode()),
+                           known={"AAA11A1": record.source_hash})
+    assert [m.email for m in changed.records] == ["jan2@example.org"]
+
+
+# --- the other exports ---------------------------------------------------------------
+
+
+def test_nikki_lines_of_one_member_and_year_are_summed_and_the_worst_status_wins():
+    text = ("\ufeffJaar;Naam;Lidnr.;Nikki ID;Bedrag;Saldo;Status\n"
+            '2025;Jan;AAA11A1;N1;"€ 1.000,00";"€ 0,00";Betaald\n'
+            '2025;Jan;AAA11A1;N2;"€ 234,56";"€ 234,56";Open\n'
+            '2026;Jan;AAA11A1;N3;"€ 95,00";"€ 0,00";Betaald\n'
+            "2026;Kees;BBB22B2;N4;€ 10,00;veel;Open\n"
+            "twintig;Kees;BBB22B2;N5;€ 10,00;€ 0,00;Open\n")
+    result = read_nikki(open_table("nikki.csv", text.encode()))
+    by_key = {(c.knvb_id, c.year): c for c in result.records}
+    c2025 = by_key[("AAA11A1", 2025)]
+    assert (c2025.total, c2025.balance, c2025.status, c2025.lines) == (Decimal("1234.56"), Decimal("234.56"),
+                                                                      "Open", 2)
+    assert c2025.nikki_id == "N1,N2"
+    assert by_key[("AAA11A1", 2026)].status == "Betaald"
+    assert [(e.row, e.identifier) for e in result.errors] == [(5, "BBB22B2"), (6, "BBB22B2")]
+    assert "'veel' is not an amount" in result.errors[0].message
+    assert result.extra["lines"] == 3
+    assert status_rank("Open") > status_rank("Deels betaald") > status_rank("Betaald")
+
+
+def test_functions_and_discipline():
+    functions = read_functions(open_table("f.csv", (
+        b"Commissie,Functie,Rel. code,Vanaf,Tot en met\n"
+        b"Bestuur,Voorzitter,AAA11A1,2020-01-01,\n"
+        b",Lid,BBB22B2,,\n")))
+    [role] = functions.records
+    assert (role.commissie_name, role.role, role.since, role.until) == ("Bestuur", "Voorzitter", date(2020, 1, 1),
+                                                                       None)
+    assert functions.errors[0].row == 3 and "commissie name" in functions.errors[0].message
+    cases = read_discipline(open_table("d.csv", (
+        "Dossiernummer;Rel. code;Wedstrijddatum;Boete\n"
+        "T-1;AAA11A1;2026-03-01;€ 25,00\n"
+        "T-1;AAA11A1;2026-03-01;€ 25,00\n"
+        ";AAA11A1;;\n").encode()))
+    assert [c.fee for c in cases.records] == [Decimal("25.00")]
+    assert [(e.row, e.identifier) for e in cases.errors] == [(3, "AAA11A1"), (4, "AAA11A1")]
+
+
+# --- hypothesis: any encoding, separator, line ending and quoting ---------------------
+
+names = st.text(alphabet=st.characters(codec="cp1252", exclude_characters="\r\n\x00", exclude_categories=("Cc",)),
+                max_size=20).map(str.strip)
+codes = st.from_regex(r"[A-Z]{3}[0-9]{2}[A-Z][0-9]", fullmatch=True)
+emails = st.from_regex(r"[a-z]{1,8}(\.[a-z]{1,5})?@example\.(org|com)", fullmatch=True) | st.just("")
+
+
+@st.composite
+def exports(draw):
+    rows = draw(st.lists(st.tuples(codes, names, names, emails, st.dates(date(1940, 1, 1), date(2020, 12, 31))),
+                         max_size=15, unique_by=lambda r: r[0]))
+    sep = draw(st.sampled_from([";", ",", "\t"]))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]))
+    quote_all = draw(st.booleans())
+    headings = draw(st.permutations(["Rel. code", "Roepnaam", "Achternaam", "E-mailadres", "Geb.dat.", "Extra"]))
+    return rows, sep, newline, encoding, quote_all, headings
+
+
+def _cell(value: str, sep: str, quote_all: bool) -> str:
+    if quote_all or sep in value or '"' in value or value.strip() != value:
+        return '"' + value.replace('"', '""') + '"' if value else ""
+    return value
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(exports())
+def test_any_encoding_separator_line_ending_and_column_order_reads_the_same(export):
+    rows, sep, newline, encoding, quote_all, headings = export
+    lines = [sep.join(_cell(h, sep, quote_all) for h in headings)]
+    for code, first, last, email, born in rows:
+        values = {"Rel. code": code, "Roepnaam": first, "Achternaam": last, "E-mailadres": email,
+                  "Geb.dat.": born.isoformat(), "Extra": "x;y,z"}
+        lines.append(sep.join(_cell(values[h], sep, quote_all) for h in headings))
+    data = (newline.join(lines) + newline).encode(encoding)
+    result = read_members(open_table("export.csv", data))
+    assert not result.errors
+    got = [(m.knvb_id, m.first_name, m.last_name, m.email, m.birth_date) for m in result.records]
+    assert got == [(c, f.strip(), la.strip(), e, b) for c, f, la, e, b in rows]
+
+
+@settings(max_examples=150)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_never_crash_the_reader(data):
+    try:
+        table = open_table("junk.csv", data, MEMBERS)
+    except ExportError:
+        return
+    result = read_members(table)
+    assert len(result.records) + len(result.errors) <= result.rows
+
+
+@settings(max_examples=100)
+@given(st.lists(st.lists(st.text(max_size=12), max_size=8), max_size=10))
+def test_odd_rows_become_records_or_row_errors(rows):
+    header = "Rel. code;Achternaam;Geb.dat.;E-mailadres"
+    body = "\n".join(";".join('"' + c.replace('"', '""') + '"' for c in row) for row in rows)
+    result = read_members(open_table("odd.csv", (header + "\n" + body + "\n").encode()))
+    assert len(result.records) + len(result.errors) == result.rows
+    assert all(e.row >= 2 for e in result.errors)
