@@ -180,11 +180,17 @@ def run_errors(run: Run, *, step_id: int | None = None, q: str = "") -> QuerySet
 
 
 def identifier_prefix_q(prefix: str):
-    """identifier starts with `prefix`, written as a range so it uses the index.
+    """identifier starts with `prefix`, written as a range on SQLite so it uses the index.
 
-    SQLite only uses an index for LIKE with a NOCASE column; `>=`/`<` on the
-    B-tree works on every database.
+    SQLite only uses an index for LIKE with a NOCASE column; `>=`/`<` on its
+    binary-collated B-tree is exact. PostgreSQL with a linguistic collation
+    (en_US.UTF-8, C.UTF-8) does not sort U+10FFFF after every character, so
+    the range would miss rows there: use LIKE 'prefix%' (startswith).
     """
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return Q(identifier__startswith=prefix)
     return Q(identifier__gte=prefix, identifier__lt=prefix + "\U0010ffff")
 
 

@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, ProgrammingError, connection, transaction
 from django.utils import timezone
 
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
@@ -612,7 +612,8 @@ class _Writer(threading.Thread):
                 return
             except _PermanentError:
                 return
-            except OperationalError as exc:
+            # PostgreSQL reports a missing table as ProgrammingError (SQLite: OperationalError).
+            except (OperationalError, ProgrammingError) as exc:
                 if _is_permanent(exc):
                     if (self.prepared_errors or self.pending_errors) and not self.errors_disabled:
                         # Keep what can be kept: the run and its steps without the errors.
