@@ -2,9 +2,10 @@
 
 Half the runs (and their errors) are past retention (RUNS_KEEP_DAYS=90,
 RUN_ERRORS_KEEP_DAYS=30): ages 91-180 days versus 0-29 days. Rows are
-inserted with executemany. During the prune a second thread, with its own
-connection, runs what the dashboard runs (the newest runs page, one run's
-errors page) in a loop and records its longest query: `max_lock_ms`
+inserted with executemany, oldest first (ids grow with time, as in real
+use). During the prune a second thread, with its own connection, runs
+what the dashboard runs (the newest runs page, one run's errors page, a
+pipeline's history) in a loop and records its longest page: `max_lock_ms`
 (target <= 200). Prints one JSON line.
 
     python bench/prune.py            # SQLite in a temp dir (or DATABASE_URL)
@@ -39,6 +40,12 @@ def populate(now):
     rng = random.Random(7)
     run_table, step_table, error_table = Run._meta.db_table, RunStep._meta.db_table, RunError._meta.db_table
     message = "Laposta answered 400 (code 208): not an email address " + "x" * 60
+    # Ages first, then rows in chronological order: ids grow with time, as in
+    # real history (the old half is the low ids).
+    ages = sorted(
+        (rng.uniform(91 * 86400, 180 * 86400) if i % 2 == 0 else rng.uniform(0, 29 * 86400) for i in range(RUNS)),
+        reverse=True,
+    )
     chunk = 20_000
     adapt = connection.ops.adapt_datetimefield_value  # what the ORM stores (SQLite: naive UTC text)
     next_id = 1
@@ -46,8 +53,7 @@ def populate(now):
         for start in range(0, RUNS, chunk):
             runs, steps, errors = [], [], []
             for i in range(start, min(start + chunk, RUNS)):
-                old = i % 2 == 0
-                age_s = rng.uniform(91 * 86400, 180 * 86400) if old else rng.uniform(0, 29 * 86400)
+                age_s = ages[i]
                 started = adapt(now - timedelta(seconds=age_s))
                 finished = adapt(now - timedelta(seconds=age_s - 30))
                 run_id = next_id

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from runs.models import Notification, Run, RunError, RunStatus, RunStep
@@ -129,8 +129,7 @@ def prune_runs(
             batch = ids + children
             result.errors += _delete_where_in(error_table, "run_id", batch)
             result.steps += _delete_where_in(step_table, "run_id", batch)
-            Notification.objects.filter(run_id__in=batch).update(run=None)
-            _null_alert_state_runs(batch)
+            _detach_other_references(batch)
             # Children first: their parent_id points into this batch.
             if children:
                 result.runs += _delete_where_in(run_table, "id", children)
@@ -153,10 +152,18 @@ def prune_runs(
     return result
 
 
-def _null_alert_state_runs(ids: list[int]) -> None:
-    from runs.models import AlertState
-
-    AlertState.objects.filter(last_run_id__in=ids).update(last_run=None)
+def _detach_other_references(ids: list[int]) -> None:
+    """Apply on_delete for every other model pointing at Run (notifications,
+    alert state, whatever is added later), as the ORM's delete() would."""
+    relations = [f for f in Run._meta.get_fields(include_hidden=True) if isinstance(f, models.ForeignObjectRel)]
+    for rel in relations:  # include_hidden: related_name="+" ones too
+        if rel.related_model in (Run, RunStep, RunError):
+            continue  # deleted explicitly
+        rows = rel.related_model._base_manager.filter(**{f"{rel.field.name}__in": ids})
+        if rel.on_delete is models.SET_NULL:
+            rows.update(**{rel.field.name: None})
+        else:
+            rows.delete()
 
 
 def _prune_task_results(cutoff: datetime, *, batch_size: int) -> int:
