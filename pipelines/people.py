@@ -69,7 +69,8 @@ def people(run: PipelineRun) -> None:
     with run.step("photo-download", critical=False) as step:
         photos = download_photos(step, source)
     with run.step("photo-sync", critical=False, total=len(photos)) as step:
-        sync_photos(step, photos, dry_run=run.dry_run)
+        in_export = {m.knvb_id for m in members}.union(unchanged) if run.dry_run else set()
+        sync_photos(step, photos, dry_run=run.dry_run, in_export=in_export)
     run.summary.update(members=len(members) + len(unchanged), parents=len(parents), photos=len(photos))
 
 
@@ -164,12 +165,19 @@ def download_photos(step: Step, source: ExportSource) -> dict[str, tuple[str, by
     return photos
 
 
-def sync_photos(step: Step, photos: dict[str, tuple[str, bytes, str]], *, dry_run: bool) -> None:
-    """Store a member's photo only when its bytes changed (the hash is kept on the member)."""
+def sync_photos(step: Step, photos: dict[str, tuple[str, bytes, str]], *, dry_run: bool,
+                in_export: set[str] = frozenset()) -> None:
+    """Store a member's photo only when its bytes changed (the hash is kept on the member).
+
+    `in_export`: relatiecodes of this export; in a dry run those members were
+    not written, so their photos count as new instead of as unknown.
+    """
     if not photos:
         return
     known = {code: (pk, digest, name) for code, pk, digest, name in
              Member.objects.order_by().values_list("knvb_id", "pk", "photo_hash", "photo").iterator(chunk_size=5000)}
+    if dry_run:
+        known = {code: (0, "", "") for code in in_export} | known
     changed: list[tuple[str, int, str, bytes, str, str]] = []
     for code, (filename, data, digest) in sorted(photos.items()):
         with step.item({"knvb_id": code}):
@@ -181,7 +189,8 @@ def sync_photos(step: Step, photos: dict[str, tuple[str, bytes, str]], *, dry_ru
                 continue
             changed.append((code, pk, filename, data, digest, old_name))
     if dry_run:
-        step.updated(len(changed))
+        for *_rest, old_name in changed:
+            (step.updated if old_name else step.created)()
         return
     for start in range(0, len(changed), BATCH_SIZE):
         _store_photos(step, changed[start:start + BATCH_SIZE])
