@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from runs.models import Mode, Run, RunError, RunStatus
 from runs.pipeline import all_pipelines
-from runs.selectors import MIN_PREFIX, identifier_prefix_q
+from runs.selectors import MIN_PREFIX, errors_of_pipeline, identifier_prefix_q
 
 
 def pipeline_choices():
@@ -62,7 +62,7 @@ class ErrorFilter(DateRangeMixin, django_filters.FilterSet):
                                            widget=forms.TextInput(attrs={"placeholder": "relatiecode or email"}))
     match = django_filters.ChoiceFilter(choices=[("prefix", "starts with"), ("exact", "exactly")],
                                         method="filter_noop", empty_label=None, label="Match")
-    pipeline = django_filters.ChoiceFilter(field_name="run__pipeline", choices=pipeline_choices,
+    pipeline = django_filters.ChoiceFilter(method="filter_pipeline", choices=pipeline_choices,
                                            empty_label="all pipelines")
     step = django_filters.CharFilter(field_name="step_name", label="Step")
     since = django_filters.DateFilter(method="filter_since", label="From", widget=_date_widget)
@@ -81,6 +81,9 @@ class ErrorFilter(DateRangeMixin, django_filters.FilterSet):
     @property
     def exact(self) -> bool:
         return self.is_bound and self.is_valid() and self.form.cleaned_data.get("match") == "exact"
+
+    def filter_pipeline(self, queryset, name, value):
+        return errors_of_pipeline(queryset, value) if value else queryset
 
     def filter_noop(self, queryset, name, value):
         return queryset

@@ -170,3 +170,13 @@ def test_dashboard_links_back_to_the_admin(client, db):
     run = make_runs(1)[0]
     html = client.get(run.get_absolute_url()).content.decode()
     assert reverse("admin:runs_run_change", args=[run.pk]) in html
+
+
+def test_error_list_filters_by_pipeline(admin_client):
+    make_runs(1, pipeline="sample", errors_per_run=1)
+    clean = make_runs(1, pipeline="clean", errors_per_run=1)[0]
+    url = reverse("admin:runs_runerror_changelist")
+    html = admin_client.get(url, {"pipeline": "clean"}).content.decode()
+    assert html.count("bad row 0") == 1 and f"ID{clean.pk:05d}" in html
+    html = admin_client.get(url, {"pipeline": "boom"}).content.decode()
+    assert "bad row 0" not in html

@@ -273,6 +273,8 @@ def test_errors_explorer_filters_by_pipeline_step_and_date(staff_client):
     url = reverse("runs:errors")
     html = staff_client.get(url, {"pipeline": "clean"}).content.decode()
     assert html.count("bad row 0") == 1
+    make_runs(2, pipeline="boom", errors_per_run=0)
+    assert "No errors match." in staff_client.get(url, {"pipeline": "boom"}).content.decode()
     html = staff_client.get(url, {"step": "step-2"}).content.decode()
     assert html.count("bad row 0") == 3
     html = staff_client.get(url, {"step": "step-1"}).content.decode()
