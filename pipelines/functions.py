@@ -51,8 +51,9 @@ def functions(run: PipelineRun) -> None:
         with Upserter(step, Commissie, existing=existing, fields=("name", "sportlink_id"),
                       dry_run=run.dry_run) as upserter:
             for key, (code, name) in found.items():
-                with step.item({"commissie_name": name}):
-                    upserter.add(None, key=key, values={"name": name, "sportlink_id": code or None},
+                item = {"commissie_name": name}
+                with step.item(item):
+                    upserter.add(item, key=key, values={"name": name, "sportlink_id": code or None},
                                  digest=source_hash(code, name))
 
     with run.step("commissie-work-history-sync", total=len(roles)) as step:

@@ -263,8 +263,8 @@ class Upserter:
         try:
             with transaction.atomic():
                 self._write(creates, updates)
-        except Exception:
-            logger.info("batch write of %s failed; retrying row by row", self.model.__name__, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - isolated row by row below
+            logger.info("batch write of %s failed (%s); retrying row by row", self.model.__name__, exc)
             self._one_by_one(creates, updates)
             return
         self.step.created(len(creates))

@@ -41,8 +41,9 @@ def teams(run: PipelineRun) -> None:
         existing = existing_hashes(Team.objects.all(), "sportlink_id")
         with Upserter(step, Team, existing=existing, fields=("name", "kind"), dry_run=run.dry_run) as upserter:
             for team_id, (name, kind) in found.items():
-                with step.item({"team_name": name}):
-                    upserter.add(None, key=team_id, values={"sportlink_id": team_id, "name": name, "kind": kind},
+                item = {"team_name": name}
+                with step.item(item):
+                    upserter.add(item, key=team_id, values={"sportlink_id": team_id, "name": name, "kind": kind},
                                  digest=source_hash(name, kind))
 
     with run.step("work-history-sync", total=len(roles)) as step:
