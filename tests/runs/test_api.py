@@ -291,3 +291,20 @@ def test_the_spec_is_served_without_login(client):
     response = client.get("/api/openapi.yaml")
     assert response.status_code == 200
     assert yaml.safe_load(b"".join(response.streaming_content))["openapi"].startswith("3.1")
+
+
+def test_the_admin_creates_a_token_shows_it_once_and_revokes_it(client, staff):
+    User.objects.create_superuser("root", password="pw-root-123")
+    client.login(username="root", password="pw-root-123")
+    response = client.post("/admin/runs/apitoken/add/", {"name": "uptime monitor", "user": staff.pk})
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    raw = re.search(r'value="(sst_[^"]+)"', response.content.decode()).group(1)
+    token = ApiToken.objects.get()
+    assert token.token_hash == ApiToken.hash(raw) and raw.startswith(token.prefix)
+    assert raw not in client.get(f"/admin/runs/apitoken/{token.pk}/change/").content.decode()
+    assert Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/runs/").status_code == 200
+
+    client.post("/admin/runs/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/runs/").status_code == 401
