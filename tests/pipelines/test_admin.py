@@ -1,0 +1,60 @@
+"""The registry admins: searchable, filterable, read-only, escaped."""
+
+import pytest
+from django.urls import reverse
+
+from pipelines.models import Commissie, Member, Parent, Team
+from runs.runner import run_pipeline
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def registry(export_dir):
+    for name in ("people", "nikki", "teams", "functions", "discipline"):
+        run_pipeline(name)
+
+
+def changelist(client, model, **params):
+    return client.get(reverse(f"admin:pipelines_{model}_changelist"), params)
+
+
+def test_members_are_found_by_relatiecode_name_and_email(admin_client, registry):
+    member = Member.objects.exclude(email="").order_by("knvb_id").first()
+    for query in (member.knvb_id, member.last_name[:4], member.email[:6]):
+        response = changelist(admin_client, "member", q=query)
+        assert response.status_code == 200
+        assert member.knvb_id in response.content.decode(), query
+
+
+def test_members_are_filtered_by_team_commissie_and_former(admin_client, registry):
+    team = Team.objects.order_by("name").first()
+    player = team.memberships.select_related("member").first().member
+    response = changelist(admin_client, "member", **{"team_memberships__team__id__exact": team.pk})
+    assert response.status_code == 200 and player.knvb_id in response.content.decode()
+    commissie = Commissie.objects.first()
+    holder = commissie.memberships.first().member
+    response = changelist(admin_client, "member", **{"commissie_memberships__commissie__id__exact": commissie.pk})
+    assert holder.knvb_id in response.content.decode()
+    Member.objects.filter(pk=player.pk).update(is_former=True)
+    response = changelist(admin_client, "member", is_former__exact="1")
+    assert player.knvb_id in response.content.decode()
+
+
+def test_every_registry_page_renders_and_nothing_can_be_edited(admin_client, registry):
+    for model in ("member", "parent", "team", "teammembership", "commissie", "commissiemembership",
+                  "disciplinecase", "contribution", "lapostasubscription"):
+        assert changelist(admin_client, model).status_code == 200, model
+        assert admin_client.get(reverse(f"admin:pipelines_{model}_add")).status_code == 403
+    member = Member.objects.exclude(photo="").first()
+    page = admin_client.get(reverse("admin:pipelines_member_change", args=[member.pk])).content.decode()
+    assert member.photo.url in page and 'name="email"' not in page  # shown, not editable
+    parent = Parent.objects.first()
+    assert admin_client.get(reverse("admin:pipelines_parent_change", args=[parent.pk])).status_code == 200
+
+
+def test_export_text_is_escaped(admin_client, registry):
+    Member.objects.filter(pk=Member.objects.first().pk).update(first_name="<script>alert(1)</script>")
+    member = Member.objects.get(first_name__startswith="<script>")
+    page = admin_client.get(reverse("admin:pipelines_member_change", args=[member.pk])).content.decode()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
