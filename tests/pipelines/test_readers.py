@@ -276,7 +276,7 @@ def _cell(value: str, sep: str, quote_all: bool) -> str:
     return value
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(exports())
 def test_any_encoding_separator_line_ending_and_column_order_reads_the_same(export):
     rows, sep, newline, encoding, quote_all, headings = export
@@ -292,7 +292,7 @@ def test_any_encoding_separator_line_ending_and_column_order_reads_the_same(expo
     assert got == [(c, f.strip(), la.strip(), e, b) for c, f, la, e, b in rows]
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes_never_crash_the_reader(data):
     try:
@@ -303,7 +303,7 @@ def test_arbitrary_bytes_never_crash_the_reader(data):
     assert len(result.records) + len(result.errors) <= result.rows
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.lists(st.text(max_size=12), max_size=8), max_size=10))
 def test_odd_rows_become_records_or_row_errors(rows):
     header = "Rel. code;Achternaam;Geb.dat.;E-mailadres"
