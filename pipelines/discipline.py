@@ -27,7 +27,7 @@ def discipline(run: PipelineRun) -> None:
     cases = result.records
 
     with run.step("discipline-sync", total=len(cases)) as step:
-        members = knvb_map()
+        members = knvb_map(dry_run=run.dry_run)
         existing = existing_hashes(DisciplineCase.objects.all(), "dossier_id")
         with Upserter(step, DisciplineCase, existing=existing, fields=FIELDS, dry_run=run.dry_run) as upserter:
             for record in cases:

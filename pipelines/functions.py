@@ -57,7 +57,7 @@ def functions(run: PipelineRun) -> None:
                                  digest=source_hash(code, name))
 
     with run.step("commissie-work-history-sync", total=len(roles)) as step:
-        members = knvb_map()
+        members = knvb_map(dry_run=run.dry_run)
         commissies = {_commissie_key(code or "", name): pk for pk, code, name in
                       Commissie.objects.values_list("pk", "sportlink_id", "name")}
         existing = existing_hashes(CommissieMembership.objects.filter(is_current=True), "member__knvb_id",

@@ -25,7 +25,7 @@ def nikki(run: PipelineRun) -> None:
     contributions = result.records
 
     with run.step("rondo-club-sync", total=len(contributions)) as step:
-        members = knvb_map()
+        members = knvb_map(dry_run=run.dry_run)
         existing = existing_hashes(Contribution.objects.all(), "member__knvb_id", "year")
         with Upserter(step, Contribution, existing=existing, dry_run=run.dry_run,
                       fields=("nikki_id", "total", "balance", "status")) as upserter:

@@ -314,14 +314,33 @@ def update_in_batches(step: Step, model: type[models.Model], pks: Sequence[int],
     return len(pks)
 
 
-def knvb_map(*, include_former: bool = True) -> dict[str, int]:
-    """relatiecode -> Member pk, in one query."""
+def knvb_map(*, include_former: bool = True, dry_run: bool = False) -> dict[str, int]:
+    """relatiecode -> Member pk, in one query.
+
+    In a dry run, `people` wrote nothing, so the members of the current
+    Sportlink export are added with pk 0 ("would exist"): a dry run of `all`
+    on an empty registry then reports what it would do, not that every
+    member is unknown.
+    """
     from pipelines.models import Member
 
     queryset = Member.objects.order_by()
     if not include_former:
         queryset = queryset.filter(is_former=False)
-    return dict(queryset.values_list("knvb_id", "pk").iterator(chunk_size=5000))
+    mapping = dict(queryset.values_list("knvb_id", "pk").iterator(chunk_size=5000))
+    if dry_run:
+        from pipelines.readers import ExportError
+        from pipelines.sources import sportlink_source
+
+        try:
+            table = sportlink_source().table("members")
+        except ExportError:
+            return mapping
+        for _number, row in table.dicts():
+            code = row.get("knvb_id", "").upper()
+            if code:
+                mapping.setdefault(code, 0)
+    return mapping
 
 
 class UnknownMember(Exception):  # noqa: N818 - reads as "raise UnknownMember"

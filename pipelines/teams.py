@@ -48,7 +48,7 @@ def teams(run: PipelineRun) -> None:
 
     with run.step("work-history-sync", total=len(roles)) as step:
         today = timezone.localdate()
-        members = knvb_map()
+        members = knvb_map(dry_run=run.dry_run)
         team_ids = dict(Team.objects.values_list("sportlink_id", "pk"))
         # The open memberships are the current squads; there is nothing to hash
         # beyond the key, so every open one carries the same marker.

@@ -36,6 +36,11 @@ def test_dry_run_of_all_writes_nothing(export_dir):
     assert run.dry_run
     assert not Member.objects.exists() and not Contribution.objects.exists()
     assert all(child.dry_run for child in Run.objects.filter(parent=run))
+    # Members `people` would create count as known to the later children:
+    # only the export's real problems are errors (4 bad member rows, 1 case).
+    assert sum(Run.objects.filter(parent=run).values_list("error_count", flat=True)) == 5
+    real = run_pipeline("all")
+    assert (run.created, run.updated) == (real.created, real.updated)
 
 
 @pytest.mark.slow
