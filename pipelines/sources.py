@@ -132,7 +132,8 @@ def _urls(location: str) -> list[str]:
 def _safe_url(url: str) -> str:
     # Never show credentials or query tokens of a source URL.
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
 def _fetch(url: str) -> bytes:

@@ -222,6 +222,10 @@ class Upserter:
 
         `values` may be a callable: it is only called when the row is written.
         """
+        if key in self.seen:
+            # The same row twice in one export (e.g. a function listed twice): written once.
+            self.step.skipped()
+            return "skipped"
         self.seen.add(key)
         found = self.existing.get(key)
         if found is not None and found[1] == digest:
