@@ -368,3 +368,21 @@ def test_query_count_does_not_grow_with_history(staff_client, django_assert_max_
     with django_assert_max_num_queries(len(small.captured_queries)):
         assert staff_client.get(path, params).status_code == 200
     assert len(small.captured_queries) <= 15
+
+
+def test_run_detail_of_a_running_run_refreshes_itself(staff_client):
+    run = Run.objects.create(pipeline="sample", status=RunStatus.RUNNING)
+    RunStep.objects.create(run=run, position=1, name="sample-sync", total=3, created=1)
+    html = staff_client.get(run.get_absolute_url()).content.decode()
+    assert f'hx-get="{reverse("runs:progress", args=[run.pk])}"' in html
+    assert "htmx-2.0.11.min.js" in html
+    response = staff_client.get(reverse("runs:progress", args=[run.pk]), HTTP_HX_REQUEST="true")
+    assert "HX-Refresh" not in response
+    assert 'value="1"' in response.content.decode()
+
+
+def test_pipeline_page_keeps_the_history_of_an_unregistered_pipeline(staff_client):
+    make_runs(2, pipeline="retired")
+    html = staff_client.get(reverse("runs:pipeline", args=["retired"])).content.decode()
+    assert "no longer registered" in html
+    assert html.count("<rect ") == 2
