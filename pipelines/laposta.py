@@ -240,7 +240,10 @@ def laposta_steps(run: PipelineRun, *, members: list[MemberRecord], parents: lis
     owns_client = client is None
     client = client or LapostaClient.from_settings()
     try:
-        with run.step(SUBMIT, total=len(plan.sends) + len(plan.deletes)) as step:
+        # Not critical: wrong Laposta credentials or Laposta being down must not
+        # keep the members out of the registry (rondo-club-sync comes next).
+        # The step fails with the reason and the run ends partial, which alerts.
+        with run.step(SUBMIT, total=len(plan.sends) + len(plan.deletes), critical=False) as step:
             submit(step, plan, client)
     finally:
         if owns_client:

@@ -319,14 +319,17 @@ def test_a_401_fails_the_step_with_a_credentials_message_without_the_key(fake, p
     settings.LAPOSTA_API_KEY = "wrong-key-9876543210"
     clear_secret_cache()
     run = pipeline(three())
-    assert run.status == "failed"
+    # laposta-submit is not critical: the registry sync after it still runs,
+    # and the run ends partial (which alerts) instead of failed.
+    assert run.status == "partial"
     submit = step(run, "laposta-submit")
     assert submit.status == "failed"
     assert "credentials are wrong" in submit.reason
     assert "LAPOSTA_API_KEY" in submit.reason
     assert "wrong-key-9876543210" not in submit.reason
-    assert "credentials are wrong" in run.message
-    for error in RunError.objects.filter(run=run):
+    errors = list(RunError.objects.filter(run=run))
+    assert any("credentials are wrong" in error.message for error in errors)
+    for error in errors:
         assert "wrong-key-9876543210" not in error.message + error.traceback
     assert len(fake.requests) == 0
     assert not LapostaSubscription.objects.exists()
