@@ -395,8 +395,16 @@ def _send(notification: Notification) -> list[str]:
 
 
 def run_alert_checks() -> str:
-    """The scheduled task: queue notifications for changes, then deliver."""
-    queued = check_alerts()
+    """The scheduled task: queue notifications for changes, then deliver.
+
+    A broken check (say, unreadable schedule rows) is logged and does not stop
+    the delivery of what is already queued; the next run tries again.
+    """
+    try:
+        queued = check_alerts()
+    except Exception:
+        logger.exception("alert checks failed; delivering what is queued")
+        queued = []
     delivered = deliver_pending()
     return (
         f"queued {len(queued)}, sent {delivered.sent}, retrying {delivered.retrying}, "
