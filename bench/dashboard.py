@@ -121,7 +121,7 @@ def fill(first_run: int, last_run: int, errors_budget: int, *, big_run: int | No
         for run_id, pipeline, _status, started, _dur in runs:
             for k in range(plan.get(run_id, 0)):
                 member = f"{chr(65 + (run_id + k) % 26)}{chr(65 + (k // 26) % 26)}{chr(65 + k % 26)}{k % 5000:04d}"
-                yield (run_id, run_id * STEPS + 4, f"{pipeline}-step-4", member, "knvb_id",
+                yield (run_id, run_id * STEPS + 4, pipeline, f"{pipeline}-step-4", member, "knvb_id",
                        MESSAGES[(run_id + k) % len(MESSAGES)], TRACEBACK if k % 10 == 0 else "",
                        _dt(started + timedelta(milliseconds=k)))
 
@@ -131,7 +131,7 @@ def fill(first_run: int, last_run: int, errors_budget: int, *, big_run: int | No
     _insert(RunStep, step_rows(), ["id", "run_id", "position", "name", "status", "critical", "started_at",
                                    "finished_at", "duration_ms", "read", "created", "updated", "skipped",
                                    "failed", "detail"])
-    _insert(RunError, error_rows(), ["run_id", "step_id", "step_name", "identifier", "identifier_kind",
+    _insert(RunError, error_rows(), ["run_id", "step_id", "pipeline", "step_name", "identifier", "identifier_kind",
                                      "message", "traceback", "created_at"])
     raw.execute("COMMIT")
     return sum(plan.values())

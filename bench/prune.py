@@ -63,8 +63,8 @@ def populate(now):
                 steps.append((run_id, run_id, 0, "laposta-submit", "partial", True, started, finished, 30_000,
                               0, 0, 10, 0, ERRORS_PER_RUN, "", "{}"))
                 for e in range(ERRORS_PER_RUN):
-                    errors.append((run_id, run_id, "laposta-submit", f"AB{run_id:05d}{e}", "knvb_id", message, "",
-                                   started))
+                    errors.append((run_id, run_id, PIPELINES[i % len(PIPELINES)], "laposta-submit",
+                                   f"AB{run_id:05d}{e}", "knvb_id", message, "", started))
             with transaction.atomic():
                 cursor.executemany(
                     f"INSERT INTO {run_table} (id, pipeline, mode, status, started_at, finished_at, duration_ms, "
@@ -75,8 +75,8 @@ def populate(now):
                     "finished_at, duration_ms, read, created, updated, skipped, failed, reason, detail) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", steps)
                 cursor.executemany(
-                    f"INSERT INTO {error_table} (run_id, step_id, step_name, identifier, identifier_kind, message, "
-                    "traceback, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", errors)
+                    f"INSERT INTO {error_table} (run_id, step_id, pipeline, step_name, identifier, identifier_kind, "
+                    "message, traceback, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", errors)
         if connection.vendor == "postgresql":
             cursor.execute(f"ANALYZE {run_table}; ANALYZE {step_table}; ANALYZE {error_table}")
 

@@ -174,6 +174,10 @@ class RunError(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="errors", db_index=False)
     # Indexed (the FK default): cascading deletes of steps look errors up by step.
     step = models.ForeignKey(RunStep, null=True, blank=True, on_delete=models.CASCADE, related_name="errors")
+    # Copied from the run (history is append-only, a run never changes
+    # pipeline) so the error explorer's pipeline filter is an index range
+    # instead of a probe into Run per error.
+    pipeline = models.CharField(max_length=64, blank=True, db_default="")
     step_name = models.CharField(max_length=100, blank=True)
     identifier = models.CharField(max_length=255, blank=True)
     identifier_kind = models.CharField(max_length=32, blank=True)
@@ -193,6 +197,8 @@ class RunError(models.Model):
             models.Index(fields=["identifier", "-created_at"], name="runerror_identifier_created"),
             # Error explorer unfiltered/date range, newest first; pruning by age.
             models.Index(fields=["-created_at"], name="runerror_created"),
+            # Error explorer filtered by pipeline, newest first.
+            models.Index(fields=["pipeline", "-created_at"], name="runerror_pipeline_created"),
         ]
 
     def __str__(self) -> str:

@@ -700,7 +700,7 @@ class _Writer(threading.Thread):
 
     def _prepare_errors(self) -> None:
         adapt = connection.ops.adapt_datetimefield_value
-        run_id = self.tracker.run_id
+        run_id, pipeline = self.tracker.run_id, self.tracker.pipeline[:64]
         last_ms, last_value = None, None
         for _, step_id, step_name, identifier, kind, message, tb, created in self.pending_errors:
             # Millisecond precision is plenty; errors of one burst share the adapted value.
@@ -710,6 +710,7 @@ class _Writer(threading.Thread):
             self.prepared_errors.append([
                 run_id,
                 step_id,  # a local step id until _insert_errors maps it
+                pipeline,
                 step_name,
                 redact(identifier),
                 kind,
@@ -724,8 +725,8 @@ class _Writer(threading.Thread):
         # at this volume (see shared/PERFORMANCE.md), and portable (%s style
         # is translated by Django's cursor wrapper for SQLite).
         opts = RunError._meta
-        columns = ["run_id", "step_id", "step_name", "identifier", "identifier_kind", "message", "traceback",
-                   "created_at"]
+        columns = ["run_id", "step_id", "pipeline", "step_name", "identifier", "identifier_kind", "message",
+                   "traceback", "created_at"]
         sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 - quoted identifiers, %s params
             connection.ops.quote_name(opts.db_table),
             ", ".join(connection.ops.quote_name(c) for c in columns),

@@ -25,6 +25,7 @@ def test_items_that_raise_become_errors_and_the_loop_goes_on():
     assert RunStep.objects.get(run=run, name="sample-submit").reason == "SAMPLE_API_KEY is not set"
     (error,) = RunError.objects.filter(run=run)
     assert (error.identifier, error.identifier_kind, error.step_name) == ("c@example.org", "email", "sample-sync")
+    assert error.pipeline == "sample"  # copied from the run for the explorer's pipeline filter
     assert error.step_id == sync.pk
     assert "ZeroDivisionError: division by zero" in error.traceback
     # Totals are the sync steps' counts; the download's `read` is not a creation.

@@ -43,7 +43,8 @@ def make_runs(n, *, pipeline="sample", errors_per_run=2, status=RunStatus.PARTIA
         for run in runs for pos in (1, 2)
     ])
     RunError.objects.bulk_create([
-        RunError(run=step.run, step=step, step_name=step.name, identifier=f"ID{step.run_id:05d}",
+        RunError(run=step.run, pipeline=step.run.pipeline, step=step, step_name=step.name,
+                 identifier=f"ID{step.run_id:05d}",
                  identifier_kind="knvb_id", message=f"bad row {k}", traceback="Traceback: here",
                  created_at=step.run.started_at)
         for step in steps if step.position == 2 for k in range(errors_per_run)
