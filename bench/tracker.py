@@ -27,7 +27,7 @@ from _setup import median, setup  # noqa: E402
 ITEMS = int(os.environ.get("BENCH_ITEMS", 100_000))
 EVERY = 10  # one item in ten raises
 ERRORS = int(os.environ.get("BENCH_ERRORS", 10_000))
-REPEAT = int(os.environ.get("BENCH_REPEAT", 5))
+REPEAT = int(os.environ.get("BENCH_REPEAT", 7))
 
 
 class BadMember(ValueError):
