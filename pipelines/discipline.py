@@ -8,7 +8,7 @@ from __future__ import annotations
 from pipelines.models import DisciplineCase
 from pipelines.readers import read_discipline
 from pipelines.sources import sportlink_source
-from pipelines.sync import UnknownMember, Upserter, existing_hashes, knvb_map, report_row_errors, source_hash
+from pipelines.sync import UnknownMember, Upserter, download, existing_hashes, knvb_map, source_hash
 from runs.pipeline import PipelineRun, register
 
 FIELDS = ("member_id", "match_date", "match", "team_name", "description", "sanction", "fee", "status")
@@ -18,12 +18,7 @@ FIELDS = ("member_id", "match_date", "match", "team_name", "description", "sanct
 def discipline(run: PipelineRun) -> None:
     """Discipline cases; a case of an unknown member is an error for that case."""
     source = sportlink_source()
-    with run.step("discipline-download") as step:
-        table = source.table("discipline")
-        result = read_discipline(table)
-        step.read(result.rows)
-        report_row_errors(step, result)
-        step.detail.update(file=table.filename, source=source.describe())
+    result = download(run, "discipline-download", source, "discipline", read_discipline)
     cases = result.records
 
     with run.step("discipline-sync", total=len(cases)) as step:

@@ -15,9 +15,9 @@ from pipelines.sources import sportlink_source
 from pipelines.sync import (
     UnknownMember,
     Upserter,
+    download,
     existing_hashes,
     knvb_map,
-    report_row_errors,
     source_hash,
     update_in_batches,
 )
@@ -33,17 +33,13 @@ def _commissie_key(commissie_id: str, name: str) -> str:
 def functions(run: PipelineRun) -> None:
     """Commissies and the functions members hold in them."""
     source = sportlink_source()
-    with run.step("functions-download") as step:
-        table = source.table("functions")
-        result = read_functions(table)
-        step.read(result.rows)
-        report_row_errors(step, result)
-        roles = result.records
-        found: dict[str, tuple[str, str]] = {}
-        for record in roles:
-            found.setdefault(_commissie_key(record.commissie_id, record.commissie_name),
-                             (record.commissie_id, record.commissie_name))
-        step.detail.update(file=table.filename, source=source.describe(), commissies=len(found))
+    result = download(run, "functions-download", source, "functions", read_functions, describe=lambda result: {
+        "commissies": len({_commissie_key(r.commissie_id, r.commissie_name) for r in result.records})})
+    roles = result.records
+    found: dict[str, tuple[str, str]] = {}
+    for record in roles:
+        found.setdefault(_commissie_key(record.commissie_id, record.commissie_name),
+                         (record.commissie_id, record.commissie_name))
 
     with run.step("commissie-sync", total=len(found)) as step:
         existing = {_commissie_key(code or "", name): (pk, digest) for pk, code, name, digest in

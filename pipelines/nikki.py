@@ -8,7 +8,7 @@ from __future__ import annotations
 from pipelines.models import Contribution
 from pipelines.readers import read_nikki
 from pipelines.sources import nikki_source
-from pipelines.sync import UnknownMember, Upserter, existing_hashes, knvb_map, report_row_errors, source_hash
+from pipelines.sync import UnknownMember, Upserter, download, existing_hashes, knvb_map, source_hash
 from runs.pipeline import PipelineRun, register
 
 
@@ -16,12 +16,8 @@ from runs.pipeline import PipelineRun, register
 def nikki(run: PipelineRun) -> None:
     """Nikki contributions (several lines of one member and year summed) into the registry."""
     source = nikki_source()
-    with run.step("nikki-download") as step:
-        table = source.table("nikki")
-        result = read_nikki(table)
-        step.read(result.rows)
-        report_row_errors(step, result)
-        step.detail.update(file=table.filename, source=source.describe(), contributions=len(result.records))
+    result = download(run, "nikki-download", source, "nikki", read_nikki,
+                      describe=lambda result: {"contributions": len(result.records)})
     contributions = result.records
 
     with run.step("rondo-club-sync", total=len(contributions)) as step:

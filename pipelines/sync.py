@@ -31,7 +31,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from pipelines.readers import ReadResult
-from runs.pipeline import Step
+from runs.pipeline import PipelineRun, Step
 
 logger = logging.getLogger("pipelines.sync")
 
@@ -61,6 +61,24 @@ def report_row_errors(step: Step, result: ReadResult) -> None:
         as_error = error.as_error()
         step.fail_item(as_error["message"], identifier=as_error["identifier"] or f"row {error.row}",
                        identifier_kind=as_error["identifier_kind"] or "row")
+
+
+def download(run: PipelineRun, step_name: str, source: Any, kind: str, reader: Callable[..., ReadResult],
+             *, describe: Callable[[ReadResult], dict] | None = None, **reader_kwargs: Any) -> ReadResult:
+    """The download step each pipeline starts with, in one place.
+
+    Reads the `kind` export from `source` with `reader`, counts its rows as
+    `read`, turns unreadable rows into errors, and records the file, the
+    source and whatever `describe(result)` adds in the step's detail. A
+    missing file or missing columns raise, failing the step (and the run).
+    """
+    with run.step(step_name) as step:
+        table = source.table(kind)
+        result = reader(table, **reader_kwargs)
+        step.read(result.rows)
+        report_row_errors(step, result)
+        step.detail.update(file=table.filename, source=source.describe(), **(describe(result) if describe else {}))
+    return result
 
 
 class RowWriter:

@@ -13,9 +13,9 @@ from pipelines.sources import sportlink_source
 from pipelines.sync import (
     UnknownMember,
     Upserter,
+    download,
     existing_hashes,
     knvb_map,
-    report_row_errors,
     source_hash,
     update_in_batches,
 )
@@ -26,16 +26,12 @@ from runs.pipeline import PipelineRun, register
 def teams(run: PipelineRun) -> None:
     """Teams (a renamed team keeps its Sportlink id) and the team work history."""
     source = sportlink_source()
-    with run.step("team-download") as step:
-        table = source.table("teams")
-        result = read_teams(table)
-        step.read(result.rows)
-        report_row_errors(step, result)
-        roles = result.records
-        found: dict[str, tuple[str, str]] = {}
-        for record in roles:
-            found.setdefault(record.team_id, (record.team_name, record.team_kind))
-        step.detail.update(file=table.filename, source=source.describe(), teams=len(found))
+    result = download(run, "team-download", source, "teams", read_teams,
+                      describe=lambda result: {"teams": len({r.team_id for r in result.records})})
+    roles = result.records
+    found: dict[str, tuple[str, str]] = {}
+    for record in roles:
+        found.setdefault(record.team_id, (record.team_name, record.team_kind))
 
     with run.step("team-sync", total=len(found)) as step:
         existing = existing_hashes(Team.objects.all(), "sportlink_id")
