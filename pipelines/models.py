@@ -20,7 +20,19 @@ class Gender(models.TextChoices):
     UNKNOWN = "", "Unknown"
 
 
-class Member(models.Model):
+class Synced(models.Model):
+    """What every synced row keeps: the hash of the source data it was last
+    written from (unchanged hash -> the row is skipped) and when."""
+
+    source_hash = models.CharField(max_length=64, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+
+class Member(Synced):
     # Sportlink's relatiecode ("Rel. code", PublicPersonId): the key of everything.
     knvb_id = models.CharField("relatiecode", max_length=16, unique=True)
     first_name = models.CharField(max_length=100, blank=True)
@@ -50,9 +62,6 @@ class Member(models.Model):
     # Photo: a file in Django's storage, replaced only when the source bytes change.
     photo = models.FileField(upload_to="members/photos/", blank=True)
     photo_hash = models.CharField(max_length=64, blank=True)
-    source_hash = models.CharField(max_length=64, blank=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["last_name", "first_name"]
@@ -69,15 +78,12 @@ class Member(models.Model):
         return " ".join(part for part in (self.first_name, self.infix, self.last_name) if part)
 
 
-class Parent(models.Model):
+class Parent(Synced):
     # Parents have no relatiecode in the member export: they are keyed by email.
     email = models.CharField(max_length=254, unique=True)
     name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=40, blank=True)
     children = models.ManyToManyField(Member, related_name="parents", blank=True)
-    source_hash = models.CharField(max_length=64, blank=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["name"]
@@ -108,15 +114,12 @@ class LapostaSubscription(models.Model):
         return f"{self.email} on {self.list_id}"
 
 
-class Team(models.Model):
+class Team(Synced):
     # Sportlink's team id: a renamed team keeps its id, so it updates the same row.
     # Exports without a team id column use the team name as the id.
     sportlink_id = models.CharField("Sportlink team id", max_length=64, unique=True)
     name = models.CharField(max_length=150)
     kind = models.CharField("Teamsoort", max_length=60, blank=True)
-    source_hash = models.CharField(max_length=64, blank=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["name"]
@@ -147,13 +150,10 @@ class TeamMembership(models.Model):
         return f"{self.member_id} {self.role} in {self.team_id}"
 
 
-class Commissie(models.Model):
+class Commissie(Synced):
     name = models.CharField(max_length=150, unique=True)
     # Optional: when the export carries a commissie code, it is the stable key.
     sportlink_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
-    source_hash = models.CharField(max_length=64, blank=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["name"]
@@ -187,7 +187,7 @@ class CommissieMembership(models.Model):
         return f"{self.member_id} {self.role} in {self.commissie_id}"
 
 
-class DisciplineCase(models.Model):
+class DisciplineCase(Synced):
     dossier_id = models.CharField(max_length=32, unique=True)
     member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="discipline_cases")
     match_date = models.DateField(null=True, blank=True)
@@ -197,9 +197,6 @@ class DisciplineCase(models.Model):
     sanction = models.CharField(max_length=300, blank=True)
     fee = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True)
     status = models.CharField(max_length=60, blank=True)
-    source_hash = models.CharField(max_length=64, blank=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-match_date", "dossier_id"]
@@ -208,7 +205,7 @@ class DisciplineCase(models.Model):
         return self.dossier_id
 
 
-class Contribution(models.Model):
+class Contribution(Synced):
     """Nikki contribution of one member in one year (several Nikki lines summed)."""
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="contributions")
@@ -217,9 +214,6 @@ class Contribution(models.Model):
     total = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     balance = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     status = models.CharField(max_length=40, blank=True)
-    source_hash = models.CharField(max_length=64, blank=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-year", "member"]
