@@ -80,3 +80,24 @@ def test_the_real_exit_codes_from_a_subprocess(subprocess_env):
     assert "sample-sync" in result.stdout
     help_text = manage("runsync", "--help", env=subprocess_env).stdout
     assert "3  partial" in help_text and "4  skipped" in help_text
+
+
+def test_live_progress_shows_each_step_with_items_done_of_total():
+    from rich.console import Console
+
+    from runs.management.commands.runsync import _Progress
+    from runs.tracker import RunTracker
+
+    tracker = RunTracker("people")
+    tracker.start_run()
+    sid = tracker.start_step("sportlink-download")
+    tracker.end_step(sid, status="success", read=500)
+    sid = tracker.start_step("rondo-club-sync", total=500)
+    tracker.steps[sid].created, tracker.steps[sid].skipped = 40, 2
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(_Progress(tracker, "people"))
+    text = console.export_text()
+    tracker.end_run()
+    assert "people: running" in text
+    assert "sportlink-download" in text and "500" in text
+    assert "rondo-club-sync" in text and "42/500" in text
