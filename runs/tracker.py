@@ -379,8 +379,9 @@ class RunTracker:
         state.reason = truncate(redact(reason or ""), RunError.MESSAGE_MAX)
         state.finished_at = timezone.now()
         state.duration_ms = int((time.monotonic() - state.started_mono) * 1000)
-        state.status = status  # last: the writer treats a non-running status as final
-        self._put(("step_end", state))
+        # Last: the writer treats a non-running status as final and writes the
+        # finished step (counts, reason, duration) on its next flush.
+        state.status = status
 
     @_safe(default=None)
     def skip_step(self, name: str, reason: str) -> int | None:
@@ -515,7 +516,6 @@ class _Writer(threading.Thread):
         self.step_pks: dict[int, int] = {}
         self.written: dict[int, tuple] = {}  # local step id -> counts last written
         self.pending_steps: list[StepState] = []
-        self.pending_ends: list[StepState] = []
         self.pending_errors: list[tuple] = []
         self.prepared_errors: list[list] = []
         self.disabled = False
@@ -595,8 +595,6 @@ class _Writer(threading.Thread):
         kind = item[0]
         if kind == "step":
             self.pending_steps.append(item[1])
-        elif kind == "step_end":
-            self.pending_ends.append(item[1])
         elif kind == "error" and not self.errors_disabled:
             self.pending_errors.append(item)
         elif kind == "errors" and not self.errors_disabled:
@@ -648,7 +646,6 @@ class _Writer(threading.Thread):
 
     def _drop_pending(self) -> None:
         self.pending_steps.clear()
-        self.pending_ends.clear()
         self.pending_errors.clear()
         self.prepared_errors.clear()
 
