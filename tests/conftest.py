@@ -42,6 +42,20 @@ def subprocess_env(transactional_db):
     return env
 
 
+def closing_connection(fn):
+    """Wrap a thread's target so its database connection is closed when it ends
+    (Django opens one per thread and never closes it by itself; an open one
+    keeps PostgreSQL from dropping the test database)."""
+
+    def target(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return target
+
+
 def manage(*args, env, **kwargs):
     """Run manage.py in a subprocess with the test database."""
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT,

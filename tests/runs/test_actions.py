@@ -16,6 +16,7 @@ from django_q.models import OrmQ
 from runs.models import Run
 from runs.runner import run_pipeline
 from runs.services import cancel_run, trigger_run
+from tests.conftest import closing_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -180,7 +181,8 @@ def test_cancel_stops_a_pipeline_running_elsewhere(monkeypatch):
     # worker; the request only writes cancel_requested_at.
     monkeypatch.setenv("SLOW_SECONDS", "20")
     result = {}
-    worker = threading.Thread(target=lambda: result.setdefault("run", run_pipeline("slow", mode="scheduled")))
+    worker = threading.Thread(target=closing_connection(
+        lambda: result.setdefault("run", run_pipeline("slow", mode="scheduled"))))
     worker.start()
     deadline = time.monotonic() + 15
     run = None

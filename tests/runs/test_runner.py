@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from runs.models import Run, RunError, RunStep
 from runs.runner import reap_stale_runs, run_pipeline
-from tests.conftest import ROOT
+from tests.conftest import ROOT, closing_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,7 +72,7 @@ def test_the_database_allows_one_running_run_per_pipeline():
 def test_a_second_start_is_skipped_while_another_pipeline_runs_in_parallel(monkeypatch):
     monkeypatch.setenv("SLOW_SECONDS", "20")
     results = {}
-    thread = threading.Thread(target=lambda: results.setdefault("slow", run_pipeline("slow")))
+    thread = threading.Thread(target=closing_connection(lambda: results.setdefault("slow", run_pipeline("slow"))))
     thread.start()
     try:
         holder = wait_for(lambda: Run.objects.running().filter(pipeline="slow").first())
