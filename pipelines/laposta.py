@@ -29,6 +29,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from pipelines.http import ApiClient, ApiError, ServiceDownError, json_or_none
@@ -356,6 +358,39 @@ def prepare(step: Step, *, members: list[MemberRecord], parents: list[ParentReco
     if shared_email:
         detail["shared_email"] = shared_email
     return plan
+
+
+def link_subscriptions() -> int:
+    """Link stored subscriptions to the member or parent they were sent for.
+
+    In `people`, laposta-submit runs before rondo-club-sync, so on a club's
+    first run the rows it stores have no member or parent yet (and an
+    unchanged payload is never sent, so nothing would link them later).
+    `people` calls this after the registry sync. Matched by email in lower
+    case; siblings sharing one email go to the oldest, as in the payload.
+    Returns how many subscriptions were linked.
+    """
+    unlinked = list(LapostaSubscription.objects.filter(member__isnull=True, parent__isnull=True)
+                    .values_list("pk", "list_id", "email"))
+    if not unlinked:
+        return 0
+    emails = {email for _pk, _list, email in unlinked}
+    members: dict[str, int] = {}
+    for pk, email in (Member.objects.annotate(lowered=Lower("email")).filter(lowered__in=emails, is_former=False)
+                      .order_by(F("birth_date").asc(nulls_last=True), "knvb_id").values_list("pk", "lowered")):
+        members.setdefault(email, pk)
+    parents = dict(Parent.objects.annotate(lowered=Lower("email")).filter(lowered__in=emails)
+                   .values_list("lowered", "pk"))
+    linked = []
+    for pk, list_id, email in unlinked:
+        if list_id == settings.LAPOSTA_MEMBERS_LIST_ID and email in members:
+            linked.append(LapostaSubscription(pk=pk, member_id=members[email]))
+        elif list_id == settings.LAPOSTA_PARENTS_LIST_ID and email in parents:
+            linked.append(LapostaSubscription(pk=pk, parent_id=parents[email]))
+    for start in range(0, len(linked), WRITE_BATCH):
+        with transaction.atomic():
+            LapostaSubscription.objects.bulk_update(linked[start:start + WRITE_BATCH], ["member", "parent"])
+    return len(linked)
 
 
 def submit(step: Step, plan: Plan, client: LapostaClient) -> None:

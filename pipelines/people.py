@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from importlib.util import find_spec
 from pathlib import Path
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from pipelines import laposta
 from pipelines.models import Member, Parent
 from pipelines.readers import read_members
 from pipelines.records import MemberRecord, ParentRecord
@@ -59,12 +59,14 @@ def people(run: PipelineRun) -> None:
     unchanged: list[str] = result.extra["unchanged"]
     parents: list[ParentRecord] = result.extra["parents"]
 
-    laposta_steps(run, members=members, parents=parents)
+    laposta.laposta_steps(run, members=members, parents=parents)
 
     with run.step("rondo-club-sync", total=len(members) + len(unchanged) + len(parents)) as step:
         sync_members(step, members, unchanged=unchanged, existing=existing, keep=result.bad_keys,
                      dry_run=run.dry_run)
         sync_parents(step, parents, dry_run=run.dry_run)
+        if not run.dry_run and laposta_needs_records():
+            step.detail["laposta_links"] = laposta.link_subscriptions()
 
     with run.step("photo-download", critical=False) as step:
         photos = download_photos(step, source)
@@ -75,24 +77,8 @@ def people(run: PipelineRun) -> None:
 
 
 def laposta_needs_records() -> bool:
-    """Whether the Laposta destination will compare every member (it is installed and configured)."""
-    if find_spec("pipelines.laposta") is None:
-        return False
-    from pipelines import laposta
-
-    reason = getattr(laposta, "not_configured_reason", None)
-    return reason is None or not reason()
-
-
-def laposta_steps(run: PipelineRun, *, members: list[MemberRecord], parents: list[ParentRecord]) -> None:
-    """Hand the records to the Laposta destination (it records its own two steps)."""
-    if find_spec("pipelines.laposta") is None:
-        for name in ("laposta-prepare", "laposta-submit"):
-            run.skip_step(name, "Laposta support is not installed")
-        return
-    from pipelines.laposta import laposta_steps as submit
-
-    submit(run, members=members, parents=parents)
+    """Whether the Laposta destination will compare every member (it is configured)."""
+    return not laposta.not_configured_reason()
 
 
 def member_values(record: MemberRecord) -> tuple:

@@ -460,3 +460,19 @@ def test_a_base_url_that_is_not_the_api_fails_the_step(fake, pipeline, httpserve
     assert submit.status == "failed"
     assert "LAPOSTA_BASE_URL" in submit.reason
     assert not LapostaSubscription.objects.exists()
+
+
+def test_people_links_the_subscriptions_of_its_first_run_to_the_registry(export_dir, fake):
+    # laposta-submit comes before rondo-club-sync: on the first run the members
+    # are not in the registry yet when their subscriptions are stored.
+    run = run_pipeline("people")
+    assert step(run, "laposta-submit").status in ("success", "partial")
+    subscriptions = LapostaSubscription.objects.all()
+    assert subscriptions.exists()
+    members = subscriptions.filter(list_id=MEMBERS_LIST)
+    parents = subscriptions.filter(list_id=PARENTS_LIST)
+    assert members.exists() and not members.filter(member__isnull=True).exists()
+    assert parents.exists() and not parents.filter(parent__isnull=True).exists()
+    sample = members.select_related("member").first()
+    assert sample.member.email.lower() == sample.email
+    assert step(run, "rondo-club-sync").detail["laposta_links"] == subscriptions.count()
