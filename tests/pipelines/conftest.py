@@ -31,3 +31,15 @@ def rewrite(path: Path, old: str, new: str, *, encoding: str = "utf-8-sig") -> N
     text = path.read_bytes().decode(encoding)
     assert old in text, f"{old!r} not in {path.name}"
     path.write_bytes(text.replace(old, new).encode(encoding))
+
+
+class Sleeps(list):
+    """An injected sleep for the HTTP clients: records each delay instead of waiting."""
+
+    def __call__(self, seconds):
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps():
+    return Sleeps()

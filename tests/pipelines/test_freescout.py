@@ -108,9 +108,6 @@ class FakeFreeScout:
         return [r for r in self.requests if r[0] == method]
 
 
-class Sleeps(list):
-    def __call__(self, seconds):
-        self.append(seconds)
 
 
 @pytest.fixture
@@ -122,11 +119,6 @@ def fake(httpserver, settings):
     clear_secret_cache()
     yield server
     clear_secret_cache()
-
-
-@pytest.fixture
-def sleeps():
-    return Sleeps()
 
 
 @pytest.fixture

@@ -22,16 +22,6 @@ from pipelines.http import (
 KEY = "s3cr3t-api-key-123"
 
 
-class Sleeps(list):
-    """An injected sleep: records each delay instead of waiting."""
-
-    def __call__(self, seconds):
-        self.append(seconds)
-
-
-@pytest.fixture
-def sleeps():
-    return Sleeps()
 
 
 def make_client(server, sleeps, **kwargs):

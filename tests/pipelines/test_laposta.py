@@ -118,9 +118,6 @@ class FakeLaposta:
         return [r for r in self.requests if method is None or r[0] == method]
 
 
-class Sleeps(list):
-    def __call__(self, seconds):
-        self.append(seconds)
 
 
 @pytest.fixture
@@ -134,11 +131,6 @@ def fake(httpserver, settings):
     clear_secret_cache()
     yield server
     clear_secret_cache()
-
-
-@pytest.fixture
-def sleeps():
-    return Sleeps()
 
 
 @pytest.fixture
