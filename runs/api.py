@@ -234,8 +234,7 @@ def _parse_since(raw: str) -> datetime:
 @api_view()
 def pipelines(request):
     from runs.health import pipeline_states
-    from runs.selectors import schedule_states
-    from runs.services import latest_runs
+    from runs.selectors import latest_runs, schedule_states
 
     registered = all_pipelines()
     now = timezone.now()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -10,20 +9,6 @@ from django.utils import timezone
 
 from runs.models import Mode, Run, RunError, RunStatus
 from runs.pipeline import get_pipeline
-
-
-def latest_runs(pipelines: Iterable[str]) -> dict[str, Run]:
-    """The most recent top-level run of each pipeline.
-
-    One indexed LIMIT-1 query per pipeline (run_pipeline_started): with seven
-    pipelines that is cheaper and simpler than a grouped query over history.
-    """
-    result = {}
-    for name in pipelines:
-        run = Run.objects.filter(pipeline=name).order_by("-started_at", "-id").first()
-        if run is not None:
-            result[name] = run
-    return result
 
 
 def format_duration(ms: int | None) -> str:

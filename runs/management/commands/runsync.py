@@ -10,7 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from runs.models import Run, RunStatus, RunStep
 from runs.pipeline import UnknownPipeline, all_pipelines, get_pipeline
 from runs.runner import run_pipeline
-from runs.services import format_duration, latest_runs
+from runs.selectors import latest_runs
+from runs.services import format_duration
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_SKIPPED = 0, 1, 2, 3, 4
 
