@@ -47,16 +47,24 @@ def overview(request):
 
 
 @method_decorator(staff_member_required, name="dispatch")
-class RunListView(SingleTableMixin, FilterView):
-    """Runs, filterable and sortable; LazyPaginator fetches one page plus one row, never COUNT(*)."""
+class HistoryListView(SingleTableMixin, FilterView):
+    """A filtered, sortable table over a history table, staff only.
+
+    Only the table paginates, with LazyPaginator (one page plus one row);
+    ListView's own paginator would COUNT(*) the whole history.
+    """
+
+    table_pagination = {"paginator_class": LazyPaginator, "per_page": PER_PAGE}
+    strict = True
+
+
+class RunListView(HistoryListView):
+    """Runs, filterable and sortable."""
 
     model = Run
     table_class = RunTable
     filterset_class = RunFilter
     template_name = "runs/run_list.html"
-    # Only the table paginates (LazyPaginator); ListView's own paginator would COUNT(*).
-    table_pagination = {"paginator_class": LazyPaginator, "per_page": PER_PAGE}
-    strict = True
 
     def get_queryset(self):
         return selectors.runs_queryset()
@@ -169,17 +177,13 @@ def run_progress(request, pk: int):
     return response
 
 
-@method_decorator(staff_member_required, name="dispatch")
-class ErrorListView(SingleTableMixin, FilterView):
+class ErrorListView(HistoryListView):
     """Every error across runs; `?view=grouped` groups by identifier + message."""
 
     model = RunError
     table_class = ErrorTable
     filterset_class = ErrorFilter
     template_name = "runs/error_list.html"
-    # Only the table paginates (LazyPaginator); ListView's own paginator would COUNT(*).
-    table_pagination = {"paginator_class": LazyPaginator, "per_page": PER_PAGE}
-    strict = True
 
     def get_queryset(self):
         return selectors.errors_queryset()
