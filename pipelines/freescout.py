@@ -115,7 +115,7 @@ def customer_payload(member: Member, email: str) -> dict:
     phones = [{"value": v, "type": t} for v, t in ((member.mobile, "mobile"), (member.phone, "home")) if v]
     if phones:
         payload["phones"] = phones
-    street = " ".join(p for p in (member.street, member.house_number) if p)
+    street = " ".join(p for p in (member.street, member.house_number, member.house_number_addition) if p)
     if street or member.postcode or member.city:
         payload["address"] = {"address": street, "zip": member.postcode, "city": member.city, "country": "NL"}
     return payload
@@ -156,7 +156,8 @@ class _Write:
 
 def sync(step: Step, client: FreeScoutClient, *, dry_run: bool) -> None:
     fields = ["pk", "knvb_id", "first_name", "infix", "last_name", "email", "phone", "mobile", "street",
-              "house_number", "postcode", "city", "birth_date", "freescout_id", "freescout_hash"]
+              "house_number", "house_number_addition", "postcode", "city", "birth_date", "freescout_id",
+              "freescout_hash"]
     members = list(Member.objects.filter(is_former=False).exclude(email="").only(*fields))
     # The oldest member owns a shared email (stable whatever the export order).
     members.sort(key=lambda m: (m.birth_date or date.max, m.knvb_id))

@@ -9,9 +9,28 @@ the export are marked former (`is_former`), never deleted: their history
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+# The contact fields a volunteer may correct in the admin (pipelines.corrections
+# tracks them against Sportlink's values): model field -> label.
+CONTACT_FIELDS = {
+    "email": "email",
+    "mobile": "mobile",
+    "phone": "phone",
+    "street": "street",
+    "house_number": "house number",
+    "house_number_addition": "addition",
+    "postcode": "postcode",
+    "city": "city",
+}
+
+
+def sportlink_field(name: str) -> str:
+    """The Member column holding the value of contact field `name` last imported from Sportlink."""
+    return f"sportlink_{name}"
 
 
 class Gender(models.TextChoices):
@@ -50,8 +69,21 @@ class Member(Synced):
     mobile = models.CharField(max_length=40, blank=True)
     street = models.CharField(max_length=150, blank=True)
     house_number = models.CharField(max_length=20, blank=True)
+    house_number_addition = models.CharField("addition", max_length=20, blank=True)
     postcode = models.CharField(max_length=12, blank=True)
     city = models.CharField(max_length=100, blank=True)
+    # The contact fields as last imported from Sportlink, written by the import
+    # only. A contact field that differs from its copy here was corrected in the
+    # registry (by any path: admin, shell, a bulk update()); the reverse-sync
+    # step turns each such difference into a Correction (pipelines.corrections).
+    sportlink_email = models.CharField(max_length=254, blank=True)
+    sportlink_mobile = models.CharField(max_length=40, blank=True)
+    sportlink_phone = models.CharField(max_length=40, blank=True)
+    sportlink_street = models.CharField(max_length=150, blank=True)
+    sportlink_house_number = models.CharField(max_length=20, blank=True)
+    sportlink_house_number_addition = models.CharField(max_length=20, blank=True)
+    sportlink_postcode = models.CharField(max_length=12, blank=True)
+    sportlink_city = models.CharField(max_length=100, blank=True)
     member_since = models.DateField(null=True, blank=True)
     left_on = models.DateField(null=True, blank=True)
     # Set when the member is no longer in the export; the admin filters on it.
@@ -223,3 +255,57 @@ class Contribution(Synced):
 
     def __str__(self) -> str:
         return f"{self.member_id} {self.year}"
+
+
+class CorrectionState(models.TextChoices):
+    PENDING = "pending", "to enter in Sportlink"
+    CONFLICT = "conflict", "conflict"
+    CONFIRMED = "confirmed", "confirmed by the export"
+    DISCARDED = "discarded", "Sportlink's value taken"
+    WITHDRAWN = "withdrawn", "withdrawn (set back to Sportlink's value)"
+    CLOSED = "closed", "closed (member left)"
+
+
+#: States still on the worklist.
+OPEN_STATES = (CorrectionState.PENDING, CorrectionState.CONFLICT)
+
+
+class Correction(models.Model):
+    """A contact field corrected in the registry that Sportlink does not show yet.
+
+    Written by pipelines.corrections (the reverse-sync step and the admin);
+    see docs/corrections.md for the states and their transitions.
+    """
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="corrections")
+    field = models.CharField(max_length=32, choices=list(CONTACT_FIELDS.items()))
+    # What Sportlink shows now (the value to replace; on a conflict, Sportlink's new value).
+    sportlink_value = models.CharField("in Sportlink", max_length=254, blank=True)
+    # Sportlink's value when the correction was made.
+    original_value = models.CharField("Sportlink's value at detection", max_length=254, blank=True)
+    our_value = models.CharField("to enter", max_length=254, blank=True)
+    state = models.CharField(max_length=12, choices=CorrectionState.choices, default=CorrectionState.PENDING)
+    detected_at = models.DateTimeField(default=timezone.now)
+    # Known when the correction was made in the admin; empty for other paths.
+    detected_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+
+    class Meta:
+        ordering = ["-detected_at"]
+        constraints = [
+            # One open correction per member and field. Also the index of the
+            # worklist, the overview's count and the reverse-sync step's load,
+            # which all filter on state IN ('pending', 'conflict').
+            models.UniqueConstraint(fields=["member", "field"], condition=Q(state__in=OPEN_STATES),
+                                    name="correction_open_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} {self.field}: {self.sportlink_value!r} -> {self.our_value!r} ({self.state})"
+
+    @property
+    def label(self) -> str:
+        return CONTACT_FIELDS.get(self.field, self.field)

@@ -1,7 +1,8 @@
 """`people`: Sportlink members and their parents into the registry, Laposta, photos.
 
 Steps: sportlink-download, laposta-prepare, laposta-submit (pipelines.laposta),
-rondo-club-sync (members and parents into the registry), photo-download,
+rondo-club-sync (members and parents into the registry), reverse-sync
+(corrections to enter in Sportlink: pipelines.corrections), photo-download,
 photo-sync.
 """
 
@@ -15,7 +16,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from pipelines import laposta
+from pipelines import corrections, laposta
 from pipelines.models import Member, Parent
 from pipelines.readers import read_members
 from pipelines.records import MemberRecord, ParentRecord
@@ -37,7 +38,7 @@ logger = logging.getLogger("pipelines.people")
 MEMBER_FIELDS = (
     "first_name", "infix", "last_name", "initials", "email", "gender", "birth_date", "member_type",
     "age_category", "local_teams", "phone", "mobile", "street", "house_number", "postcode", "city",
-    "member_since", "left_on",
+    "member_since", "left_on", "house_number_addition",
 )
 
 
@@ -59,14 +60,17 @@ def people(run: PipelineRun) -> None:
     unchanged: list[str] = result.extra["unchanged"]
     parents: list[ParentRecord] = result.extra["parents"]
 
-    laposta.laposta_steps(run, members=members, parents=parents)
+    # Contact fields corrected in the registry: Laposta gets our values, the import keeps them.
+    edits = corrections.load_edits()
+    laposta.laposta_steps(run, members=corrections.with_our_values(members, edits), parents=parents)
 
     with run.step("rondo-club-sync", total=len(members) + len(unchanged) + len(parents)) as step:
         sync_members(step, members, unchanged=unchanged, existing=existing, keep=result.bad_keys,
-                     dry_run=run.dry_run)
+                     dry_run=run.dry_run, edits=edits)
         sync_parents(step, parents, dry_run=run.dry_run)
         if not run.dry_run and laposta_needs_records():
             step.detail["laposta_links"] = laposta.link_subscriptions()
+    corrections.reverse_sync(run, edits=edits, records=members)
 
     with run.step("photo-download", critical=False) as step:
         photos = download_photos(step, source)
@@ -87,29 +91,33 @@ def member_values(record: MemberRecord) -> tuple:
         record.first_name, record.infix, record.last_name, record.initials, record.email, record.gender,
         record.birth_date, record.member_type, record.age_category, ", ".join(record.teams), record.phone,
         record.mobile, record.street, record.house_number, record.postcode, record.city, record.member_since,
-        record.left_on,
+        record.left_on, record.house_number_addition,
     )
 
 
 def sync_members(step: Step, members: list[MemberRecord], *, unchanged: list[str] = (),
-                 existing: dict | None = None, keep: set[str] = frozenset(), dry_run: bool) -> None:
+                 existing: dict | None = None, keep: set[str] = frozenset(), dry_run: bool,
+                 edits: corrections.Edits | None = None) -> None:
     """Create/update/skip members by hash; mark those who left the export as former.
 
     `unchanged`: relatiecodes the reader found unchanged (not converted).
     `keep`: relatiecodes on unreadable rows. They are still in the export, so
     they are not marked former because of a typo in one cell.
+    `edits`: corrected contact fields (corrections.load_edits); the import keeps them.
     """
+    edits = corrections.load_edits() if edits is None else edits
     if existing is None:
         existing = existing_hashes(Member.objects.all(), "knvb_id")
-    with Upserter(step, Member, existing=existing, fields=(*MEMBER_FIELDS, "is_former"),
-                  dry_run=dry_run) as upserter:
+    with Upserter(step, Member, existing=existing,
+                  fields=(*MEMBER_FIELDS, "is_former", *corrections.SNAPSHOT_FIELDS), dry_run=dry_run) as upserter:
         upserter.skip_unchanged(unchanged)
         for record in members:
             with step.item(record):
                 values = member_values(record)
                 upserter.add(record, key=record.knvb_id, digest=record.source_hash or source_hash(*values),
-                             values=lambda r=record, v=values: {"knvb_id": r.knvb_id, "is_former": False,
-                                                                **dict(zip(MEMBER_FIELDS, v, strict=True))})
+                             values=lambda r=record, v=values: corrections.imported_values(
+                                 {"knvb_id": r.knvb_id, "is_former": False, **dict(zip(MEMBER_FIELDS, v, strict=True))},
+                                 edits.get(r.knvb_id)))
     # A former member's hash is cleared, so one who comes back counts as updated.
     gone = [pk for key, (pk, digest) in upserter.unseen().items() if digest and key not in keep]
     update_in_batches(step, Member, gone, dry_run=dry_run, is_former=True, source_hash="")

@@ -506,8 +506,6 @@ def member_from_row(row: dict[str, str]) -> MemberRecord:
     if not last and row.get("full_name"):
         n_first, n_infix, n_last, n_initials = split_naam(row["full_name"])
         first, infix, last, initials = first or n_first, infix or n_infix, n_last, initials or n_initials
-    number = row.get("house_number", "")
-    addition = row.get("house_number_addition", "")
     return MemberRecord(
         knvb_id=knvb_id,
         first_name=first,
@@ -523,7 +521,8 @@ def member_from_row(row: dict[str, str]) -> MemberRecord:
         phone=row.get("phone", ""),
         mobile=row.get("mobile", ""),
         street=row.get("street", ""),
-        house_number=f"{number} {addition}".strip() if addition else number,
+        house_number=row.get("house_number", ""),
+        house_number_addition=row.get("house_number_addition", ""),
         postcode=row.get("postcode", "").upper(),
         city=row.get("city", ""),
         member_since=parse_date(row.get("member_since", ""), "member since date"),

@@ -29,6 +29,7 @@ class MemberRecord:
     mobile: str = ""
     street: str = ""
     house_number: str = ""
+    house_number_addition: str = ""  # Toevoeging
     postcode: str = ""
     city: str = ""
     member_since: date | None = None

@@ -122,6 +122,43 @@ def all_pipelines() -> list[Pipeline]:
     return list(_registry.values())
 
 
+@dataclass(frozen=True)
+class CardNote:
+    """A line an app adds to a pipeline's card on the overview (work waiting for a person)."""
+
+    text: str
+    url: str = ""
+
+
+_card_notes: dict[str, list[Callable[[Any], CardNote | None]]] = {}
+
+
+def add_card_note(pipeline: str, func: Callable[[Any], CardNote | None]) -> None:
+    """Show `func(user)` on `pipeline`'s overview card; it returns a CardNote, or None for nothing.
+
+    The hook lets an app put its own figures on a card without `runs`
+    importing the app: the app registers when its module is imported.
+    `func` runs on every overview request, so it should cost one query.
+    """
+    notes = _card_notes.setdefault(pipeline, [])
+    if func not in notes:
+        notes.append(func)
+
+
+def card_notes(pipeline: str, user: Any) -> list[CardNote]:
+    """The notes registered for `pipeline` that have something to say to `user`."""
+    notes = []
+    for func in _card_notes.get(pipeline, ()):
+        try:
+            note = func(user)
+        except Exception:  # a broken note must not take the overview down
+            logger.exception("overview: the card note %r of %s failed", func, pipeline)
+            continue
+        if note is not None:
+            notes.append(note)
+    return notes
+
+
 class Item:
     """Context manager around one item: an exception becomes a RunError."""
 

@@ -20,7 +20,7 @@ from django_tables2 import LazyPaginator, RequestConfig, SingleTableMixin
 from runs import selectors
 from runs.filters import ErrorFilter, RunFilter
 from runs.models import Run, RunError, RunStatus
-from runs.pipeline import UnknownPipeline, get_pipeline
+from runs.pipeline import UnknownPipeline, card_notes, get_pipeline
 from runs.tables import ErrorTable, PipelineRunTable, RunTable
 
 PER_PAGE = 25
@@ -43,6 +43,7 @@ def overview(request):
     can_trigger = request.user.has_perm("runs.trigger_run")
     for card in cards:
         card.run_now_url = selectors.action_url("runs:run-now", card.pipeline.name) if can_trigger else None
+        card.notes = card_notes(card.pipeline.name, request.user)
     return render(request, "runs/overview.html", {"cards": cards, "nav": "overview"})
 
 

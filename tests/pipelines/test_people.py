@@ -22,8 +22,8 @@ def test_the_demo_run_ends_partial_with_errors_pointing_at_the_bad_rows(export_d
     assert run.status == RunStatus.PARTIAL
     by_name = steps(run)
     assert [s.name for s in run.steps.order_by("position")] == [
-        "sportlink-download", "laposta-prepare", "laposta-submit", "rondo-club-sync", "photo-download",
-        "photo-sync"]
+        "sportlink-download", "laposta-prepare", "laposta-submit", "rondo-club-sync", "reverse-sync",
+        "photo-download", "photo-sync"]
     assert by_name["sportlink-download"].read == 64 and by_name["sportlink-download"].failed == 4
     assert by_name["laposta-submit"].status == StepStatus.SKIPPED
     assert by_name["laposta-submit"].reason == "LAPOSTA_API_KEY is not set"
