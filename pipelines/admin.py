@@ -2,22 +2,36 @@
 
 The registry is written by the pipelines from the exports; an edit here would
 be overwritten by the next run, so these admins show and search, they do not
-edit. Search uses exact / prefix lookups (indexed: relatiecode, email, the
+edit. The one exception: a member's contact fields (CONTACT_FIELDS), which
+users with `pipelines.change_member` may correct; the import keeps those and
+each becomes a Correction to enter in Sportlink (pipelines.corrections).
+Search uses exact / prefix lookups (indexed: relatiecode, email, the
 name index) rather than `icontains` scans; lists never count past what they
 show (`show_full_result_count = False`).
 """
 
 from __future__ import annotations
 
+import re
+
+from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from pipelines import corrections
 from pipelines.models import (
+    CONTACT_FIELDS,
+    OPEN_STATES,
     Commissie,
     CommissieMembership,
     Contribution,
+    Correction,
+    CorrectionState,
     DisciplineCase,
     LapostaSubscription,
     Member,
@@ -99,6 +113,49 @@ def _former_badge(is_former: bool) -> str:
     return format_html('<span class="badge badge-success">{}</span>', "member")
 
 
+PHONE_RE = re.compile(r"^[0-9+() ./-]*$")
+
+
+class MemberContactForm(forms.ModelForm):
+    """The contact fields a volunteer may correct, checked the way Sportlink will need them."""
+
+    class Meta:
+        model = Member
+        fields = list(CONTACT_FIELDS)
+
+    def clean(self):
+        data = super().clean()
+        for name in CONTACT_FIELDS:
+            if isinstance(data.get(name), str):
+                data[name] = data[name].strip()
+        return data
+
+    def clean_email(self) -> str:
+        value = self.cleaned_data["email"].strip()
+        if value:
+            try:
+                validate_email(value)
+            except ValidationError:
+                raise ValidationError(f"“{value}” is not an email address. Write it like name@example.org, "
+                                      "or leave it empty.") from None
+        return value
+
+    def _phone(self, name: str) -> str:
+        value = self.cleaned_data[name].strip()
+        if not PHONE_RE.match(value):
+            raise ValidationError("Use digits, spaces and + - ( ) only, like 06 12345678 or +31 6 12345678.")
+        return value
+
+    def clean_mobile(self) -> str:
+        return self._phone("mobile")
+
+    def clean_phone(self) -> str:
+        return self._phone("phone")
+
+    def clean_postcode(self) -> str:
+        return self.cleaned_data["postcode"].strip().upper()
+
+
 @admin.register(Member)
 class MemberAdmin(RegistryAdmin):
     list_display = ("knvb_id", "name", "email", "age_category", "member_type", "status", "last_synced_at")
@@ -119,12 +176,34 @@ class MemberAdmin(RegistryAdmin):
     fieldsets = (
         (None, {"fields": ("knvb_id", "first_name", "infix", "last_name", "initials", "gender", "birth_date",
                            "photo_preview")}),
-        ("Contact", {"fields": ("email", "phone", "mobile", "street", "house_number", "postcode", "city")}),
+        ("Contact", {"fields": ("email", "phone", "mobile", "street", "house_number", "house_number_addition",
+                                "postcode", "city", "open_corrections"),
+                     "description": "Corrections here are kept by the import and listed on the corrections "
+                                    "worklist until Sportlink shows them."}),
         ("Membership", {"fields": ("member_type", "age_category", "local_teams", "member_since", "left_on",
                                    "is_former")}),
         ("Sync", {"fields": ("freescout_id", "source_hash", "last_synced_at", "created_at")}),
     )
-    readonly_fields = ("photo_preview",)
+    form = MemberContactForm
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Only the contact fields are editable (get_readonly_fields); adding and
+        # deleting stay with the import.
+        return request.user.has_perm("pipelines.change_member")
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return [name for name in flatten_fieldsets(self.fieldsets) if name not in CONTACT_FIELDS]
+
+    def save_model(self, request: HttpRequest, obj: Member, form: forms.ModelForm, change: bool) -> None:
+        # Same transaction as the save (the admin's change view is atomic).
+        super().save_model(request, obj, form, change)
+        corrections.record_edit(obj, form.changed_data, user=request.user)
+
+    @admin.display(description="corrections to enter in Sportlink")
+    def open_corrections(self, obj: Member) -> str:
+        rows = obj.corrections.filter(state__in=OPEN_STATES).order_by("field")
+        return format_html_join("", "<div>{}: in Sportlink “{}” — enter “{}” ({})</div>",
+                                ((c.label, c.sportlink_value, c.our_value, c.get_state_display()) for c in rows)) or "-"
 
     @admin.display(description="name", ordering="last_name")
     def name(self, obj: Member) -> str:
@@ -209,3 +288,43 @@ class LapostaSubscriptionAdmin(RegistryAdmin):
     list_select_related = ("member", "parent")
     list_filter = ("list_id",)
     search_fields = ("^email", "=laposta_member_id")
+
+
+@admin.register(Correction)
+class CorrectionAdmin(admin.ModelAdmin):
+    """Corrections (written by pipelines.corrections); a person decides conflicts here or on the worklist."""
+
+    list_display = ("member", "field", "sportlink_value", "our_value", "state_badge", "detected_at", "detected_by")
+    list_select_related = ("member", "detected_by")
+    list_filter = ("state", "field")
+    search_fields = ("=member__knvb_id", "^member__last_name")
+    search_help_text = "Relatiecode (exact) or the start of a surname."
+    show_full_result_count = False
+    list_per_page = 50
+    actions = ("keep_ours", "take_sportlink")
+    fields = ("member", "field", "sportlink_value", "original_value", "our_value", "state", "detected_at",
+              "detected_by", "resolved_at", "resolved_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: Correction) -> str:
+        css = {CorrectionState.PENDING: "partial", CorrectionState.CONFLICT: "failed",
+               CorrectionState.CONFIRMED: "success"}.get(obj.state, "skipped")
+        return format_html('<span class="badge badge-{}">{}</span>', css, obj.get_state_display())
+
+    @admin.action(description="Keep ours (a conflict goes back to pending)", permissions=["change"])
+    def keep_ours(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = corrections.keep_ours(queryset.values_list("pk", flat=True), user=request.user)
+        self.message_user(request, f"Kept our value on {done} conflict(s); other selected rows were not conflicts.")
+
+    @admin.action(description="Take Sportlink's value (the registry takes it; the correction closes)",
+                  permissions=["change"])
+    def take_sportlink(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = corrections.take_sportlink(queryset.values_list("pk", flat=True), user=request.user)
+        self.message_user(request, f"Took Sportlink's value for {done} open correction(s).")

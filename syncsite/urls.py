@@ -23,6 +23,8 @@ urlpatterns = [
     path("health/", health.health, name="health"),
     path("health/pipelines/", health.health_pipelines, name="health-pipelines"),
     path("api/", include((api_patterns, "api"))),
+    # The corrections worklist (the club app's own pages).
+    path("", include("pipelines.urls")),
     path("", include("runs.urls")),
 ]
 
