@@ -8,7 +8,9 @@ member and parent, the second finds them unchanged). `raw_insert_s` is
 Python's sqlite3 `executemany` of the same member rows into an equivalent
 table in one transaction: the floor the first run is compared with.
 Prints one JSON line. Targets: first_vs_raw <= 10, unchanged run >= 3x faster
-than the first, peak_rss_mb <= 300.
+than the first, peak_rss_mb <= 300. A third run, after 1,000 members' city
+was changed with one `update()`, times the reverse-sync step that turns them
+into corrections.
 """
 
 import argparse
@@ -123,6 +125,15 @@ def main() -> None:
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     floor += floor_in_subprocess(export, workdir)
     raw_insert_s = median(floor)
+    # reverse-sync (pipelines.corrections): its cost on the unchanged run, and
+    # on a run that finds 1,000 members corrected with a bulk update().
+    reverse_unchanged_ms = second.steps.get(name="reverse-sync").duration_ms
+    Member.objects.filter(pk__in=list(Member.objects.order_by("pk").values_list("pk", flat=True)[:1000])).update(
+        city="Elders")
+    started = time.perf_counter()
+    third = run_pipeline("people")
+    corrected_run_s = time.perf_counter() - started
+    reverse_step = third.steps.get(name="reverse-sync")
 
     print(json.dumps({
         "members": members,
@@ -138,6 +149,10 @@ def main() -> None:
         "first_created": first.created,
         "first_errors": first.error_count,
         "unchanged_skipped": second.skipped,
+        "reverse_sync_unchanged_ms": reverse_unchanged_ms,
+        "corrected_run_s": round(corrected_run_s, 3),
+        "reverse_sync_1000_corrections_ms": reverse_step.duration_ms,
+        "corrections_created": reverse_step.created,
     }))
 
 
