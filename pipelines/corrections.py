@@ -55,8 +55,12 @@ BATCH_SIZE = 500
 # A dry run lists at most this many would-be changes in the step's detail.
 DRY_RUN_LISTED = 100
 
-#: knvb_id -> {field: (our value, Sportlink's value)} for the fields that differ.
-Edits = dict[str, dict[str, tuple[str, str]]]
+
+
+class Edits(dict):
+    """knvb_id -> {field: (our value, Sportlink's value)} for the fields that differ, and when they were read."""
+
+    loaded_at = None
 
 
 def edited_q() -> Q:
@@ -71,7 +75,8 @@ def load_edits() -> Edits:
     """The corrected contact fields of every member, in one query (people calls it before Laposta and the import)."""
     n = len(CONTACT_FIELDS)
     rows = Member.objects.filter(edited_q()).order_by().values_list("knvb_id", *CONTACT_FIELDS, *SNAPSHOT_FIELDS)
-    edits: Edits = {}
+    edits = Edits()
+    edits.loaded_at = timezone.now()
     for row in rows.iterator(chunk_size=2000):
         edits[row[0]] = {name: (ours, theirs) for name, ours, theirs in
                          zip(CONTACT_FIELDS, row[1:1 + n], row[1 + n:], strict=True) if ours != theirs}
@@ -127,6 +132,7 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
     now = timezone.now()
     new: list[Correction] = []
     changed: list[Correction] = []
+    restore: list[tuple[int, str, str, str]] = []  # (member pk, field, ours, Sportlink's)
     listed: list[str] = []
     tally: dict[str, int] = defaultdict(int)
 
@@ -168,6 +174,13 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
                 else:
                     step.created()
                     note(code, name, f"new: in Sportlink {theirs!r}, enter {ours!r}")
+                continue
+            if ours == theirs and theirs != correction.our_value and edits.loaded_at is not None \
+                    and correction.detected_at >= edits.loaded_at:
+                # Corrected in the admin while this run imported the member: the
+                # import did not know and wrote Sportlink's value. Put ours back.
+                restore.append((pk, name, correction.our_value, theirs))
+                step.skipped()
                 continue
             if ours == theirs:
                 if theirs == correction.our_value:
@@ -211,6 +224,13 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
             Correction.objects.bulk_update(changed[start:start + BATCH_SIZE],
                                            ["state", "sportlink_value", "original_value", "our_value",
                                             "resolved_at"])
+    for start in range(0, len(restore), BATCH_SIZE):
+        with transaction.atomic():
+            for pk, name, ours, theirs in restore[start:start + BATCH_SIZE]:
+                # Only if nobody changed it again since (a conditional UPDATE).
+                Member.objects.filter(pk=pk, **{name: theirs}).update(**{name: ours})
+    if restore:
+        step.detail["restored"] = len(restore)
 
 
 def _close(correction: Correction, state: str, now, changed: list[Correction]) -> None:

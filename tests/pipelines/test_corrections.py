@@ -3,17 +3,25 @@ demo export, plus the admin, the worklist, its CSV, the overview card and Lapost
 
 import csv
 import io
+import re
+from datetime import timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
+from pipelines import corrections
 from pipelines.demodata import write_demo
 from pipelines.models import Correction, CorrectionState, Member
 from runs.models import RunError, RunStatus, StepStatus
+from runs.redact import clear_secret_cache
 from runs.runner import run_pipeline
 from tests.pipelines.conftest import export_file
+from tests.pipelines.test_freescout import KEY as FREESCOUT_KEY
+from tests.pipelines.test_freescout import FakeFreeScout
 from tests.pipelines.test_laposta import MEMBERS_LIST, fake  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -200,6 +208,21 @@ def test_corrected_again_outside_the_admin_updates_our_value(member, pending):
     assert (pending.state, pending.our_value, step(run).skipped) == (CorrectionState.PENDING, THIRD, 1)
 
 
+def test_an_admin_correction_the_import_overwrote_during_the_run_is_put_back(member):
+    # The admin saves while a run imports: after the run read the corrections
+    # (its start), before the import rewrote the member with Sportlink's value.
+    with time_machine.travel(timezone.now() + timedelta(minutes=1), tick=False):
+        member.email = OURS
+        member.save(update_fields=["email"])
+        corrections.record_edit(member, ["email"], user=None)
+    Member.objects.filter(pk=member.pk).update(email=OLD)  # what the import wrote
+    run = run_pipeline("people")
+    member.refresh_from_db()
+    correction = Correction.objects.get()
+    assert (member.email, correction.state) == (OURS, CorrectionState.PENDING)
+    assert step(run).detail["restored"] == 1 and step(run).skipped == 1
+
+
 def test_a_retired_member_has_their_open_corrections_closed(export_dir, member, pending):
     drop_row(export_dir, member.knvb_id)
     run = run_pipeline("people")
@@ -241,6 +264,27 @@ def test_laposta_gets_our_value_while_the_correction_is_pending(export_dir, fake
     before = len(fake.requests)
     run_pipeline("people")
     assert len(fake.requests) == before and OURS in fake.lists[MEMBERS_LIST]
+
+
+@pytest.fixture
+def freescout(httpserver, settings):
+    server = FakeFreeScout()
+    httpserver.expect_request(re.compile(r"^/api/.*")).respond_with_handler(server)
+    settings.FREESCOUT_API_KEY = FREESCOUT_KEY
+    settings.FREESCOUT_BASE_URL = httpserver.url_for("")
+    clear_secret_cache()
+    yield server
+    clear_secret_cache()
+
+
+def test_freescout_gets_our_value_while_the_correction_is_pending(member, pending, freescout):
+    Member.objects.filter(pk=member.pk).update(house_number="12", house_number_addition="bis", street="Laan")
+    run = run_pipeline("freescout")
+    assert run.status == RunStatus.SUCCESS
+    member.refresh_from_db()
+    customer = freescout.customers[member.freescout_id]
+    assert customer["emails"] == [{"value": OURS, "type": "home"}]
+    assert customer["address"]["address"] == "Laan 12 bis"
 
 
 # --- the admin -------------------------------------------------------------------
