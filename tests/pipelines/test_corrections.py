@@ -340,6 +340,8 @@ def test_admin_actions_decide_conflicts(export_dir, member, pending):
     user, client = staff("view_correction", "change_correction")
     url = reverse("admin:pipelines_correction_changelist")
     assert member.knvb_id in client.get(url).content.decode()
+    detail = client.get(reverse("admin:pipelines_correction_change", args=[pending.pk])).content.decode()
+    assert THIRD in detail and 'name="our_value"' not in detail  # shown, never edited by hand
     client.post(url, {"action": "keep_ours", "_selected_action": [pending.pk]})
     pending.refresh_from_db()
     assert pending.state == CorrectionState.PENDING
