@@ -126,7 +126,9 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
                         Correction.objects.filter(state__in=OPEN_STATES).order_by()}
     has_open = Q(pk__in=Correction.objects.filter(state__in=OPEN_STATES).values("member_id"))
     n = len(CONTACT_FIELDS)
-    rows = (Member.objects.filter(edited_q() | has_open).order_by("knvb_id")
+    # Unordered: a table scan. ORDER BY knvb_id would walk its index and fetch
+    # each row from it, 5x slower on 50,000 members (measured on SQLite).
+    rows = (Member.objects.filter(edited_q() | has_open).order_by()
             .values_list("pk", "knvb_id", "is_former", *CONTACT_FIELDS, *SNAPSHOT_FIELDS))
     exported = {record.knvb_id: record for record in records} if records is not None else {}
     now = timezone.now()
@@ -137,7 +139,7 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
     tally: dict[str, int] = defaultdict(int)
 
     def note(code: str, name: str, text: str) -> None:
-        if dry_run and len(listed) < DRY_RUN_LISTED:
+        if dry_run:
             listed.append(f"{code} {CONTACT_FIELDS[name]}: {text}")
 
     def conflict(code: str, correction: Correction) -> None:
@@ -213,7 +215,7 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
                 step.skipped()
     step.detail.update(tally)
     if dry_run:
-        step.detail["would"] = listed
+        step.detail["would"] = sorted(listed)[:DRY_RUN_LISTED]
         return
     for start in range(0, len(new), BATCH_SIZE):
         with transaction.atomic():
