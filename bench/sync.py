@@ -37,7 +37,10 @@ from datetime import UTC
 RAW_COLUMNS = ("knvb_id", "first_name", "infix", "last_name", "initials", "email", "gender", "birth_date",
                "member_type", "age_category", "local_teams", "phone", "mobile", "street", "house_number",
                "postcode", "city", "member_since", "left_on", "is_former", "source_hash", "last_synced_at",
-               "created_at")
+               "created_at",
+               # The addition and Sportlink's copy of the contact fields (pipelines.corrections).
+               "house_number_addition", "sportlink_email", "sportlink_mobile", "sportlink_phone", "sportlink_street",
+               "sportlink_house_number", "sportlink_house_number_addition", "sportlink_postcode", "sportlink_city")
 
 
 def raw_insert(workdir: Path, rows: list[tuple]) -> float:
@@ -76,7 +79,9 @@ def raw_floor(export: Path, workdir: Path, repeat: int = 3) -> list[float]:
     for m in result.records:
         values = (m.knvb_id, m.first_name, m.infix, m.last_name, m.initials, m.email, m.gender, m.birth_date,
                   m.member_type, m.age_category, ", ".join(m.teams), m.phone, m.mobile, m.street, m.house_number,
-                  m.postcode, m.city, m.member_since, m.left_on, False, m.source_hash, now, now)
+                  m.postcode, m.city, m.member_since, m.left_on, False, m.source_hash, now, now,
+                  m.house_number_addition, m.email, m.mobile, m.phone, m.street, m.house_number,
+                  m.house_number_addition, m.postcode, m.city)
         rows.append(tuple("" if v is None else v if isinstance(v, (str, bool)) else str(v) for v in values))
     return [raw_insert(workdir, rows) for _ in range(repeat)]
 
