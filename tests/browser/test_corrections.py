@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 
 from pipelines.models import Correction, CorrectionState, Member
+from pipelines.views import member_url
 from runs.runner import run_pipeline
 from tests.browser.test_dashboard import PASSWORD, browser_page  # noqa: F401 (the fixture)
 from tests.pipelines.conftest import export_dir  # noqa: F401 (the fixture)
@@ -43,8 +44,11 @@ def test_an_email_edited_in_the_admin_is_on_the_worklist(live_server, browser_pa
     item = section.locator('li[data-field="email"]')
     assert f"in Sportlink: {old} — enter: {NEW}" in item.inner_text()
     assert "by volunteer" in item.inner_text()
-    section.locator("h2 a").click()
-    page.wait_for_url(re.compile(rf".*/admin/pipelines/member/{member.pk}/change/$"))
+    link = section.locator("h2 a")
+    assert link.get_attribute("href") == member_url(member)
+    link.click()
+    page.wait_for_url(f"{live_server.url}{member_url(member)}")
+    page.goto(f"{live_server.url}/admin/pipelines/member/{member.pk}/change/")
     assert page.locator("#id_email").input_value() == NEW
 
     correction = Correction.objects.get()

@@ -10,12 +10,13 @@ import pytest
 import time_machine
 from django.contrib.auth.models import Permission, User
 from django.test import Client
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from pipelines import corrections
 from pipelines.demodata import write_demo
 from pipelines.models import Correction, CorrectionState, Member
+from pipelines.views import member_url
 from runs.models import RunError, RunStatus, StepStatus
 from runs.redact import clear_secret_cache
 from runs.runner import run_pipeline
@@ -381,8 +382,16 @@ def test_the_worklist_groups_by_member_and_links_to_the_member(member, pending):
     assert page.count(f'data-member="{member.knvb_id}"') == 1
     assert f"in Sportlink: <q>{OLD}</q> — enter: <q>{OURS}</q>" in page
     assert "enter: <q>&lt;b&gt;Elders&lt;/b&gt;</q>" in page and "<b>Elders</b>" not in page
-    assert reverse("admin:pipelines_member_change", args=[member.pk]) in page
+    assert f'href="{member_url(member)}"' in page
     assert "Keep ours" not in page  # no conflict, and no change_correction
+
+
+def test_the_member_link_is_the_record_page_or_else_the_members_admin_page(member):
+    try:
+        expected = reverse("runs:record", kwargs={"identifier": member.knvb_id})
+    except NoReverseMatch:  # the record page is not there (yet)
+        expected = reverse("admin:pipelines_member_change", args=[member.pk])
+    assert member_url(member) == expected
 
 
 def test_the_worklist_needs_staff_and_view_correction(member, pending):
