@@ -173,6 +173,9 @@ def test_keep_ours_on_the_worklist_makes_a_conflict_pending_against_the_new_valu
     set_cell(export_dir, member.knvb_id, "E-mailadres", THIRD)
     run_pipeline("people")
     user, client = staff("view_correction", "change_correction")
+    page = client.get(reverse("pipelines:corrections")).content.decode()
+    assert 'data-state="conflict"' in page and "Keep ours" in page and "Take Sportlink's" in page
+    assert f"Sportlink changed it from <q>{OLD}</q>" in page
     response = client.post(reverse("pipelines:corrections-decide", args=[pending.pk]), {"decision": "keep"})
     assert response.status_code == 302
     pending.refresh_from_db()
