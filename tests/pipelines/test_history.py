@@ -1,0 +1,184 @@
+"""Record history filled by the club pipelines: changes per record, problems until fixed, --only."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from pipelines.models import CommissieMembership, Contribution, DisciplineCase, Member, Parent, Team, TeamMembership
+from runs.models import ChangeAction, RecordChange, RecordProblem, Run
+from runs.runner import run_pipeline
+from tests.pipelines.conftest import export_file, rewrite
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def drop_member_line(directory, knvb_id):
+    path = export_file(directory, "Leden")
+    lines = path.read_bytes().decode("utf-8-sig").split("\r\n")
+    path.write_bytes("\r\n".join(line for line in lines if f'"{knvb_id}"' not in line).encode("utf-8-sig"))
+
+
+def test_a_first_run_files_a_created_change_per_row_and_an_unchanged_run_none(export_dir):
+    first = run_pipeline("people")
+    created = RecordChange.objects.filter(run=first, action=ChangeAction.CREATED)
+    assert created.filter(identifier_kind="knvb_id").count() == Member.objects.count()
+    assert created.filter(identifier_kind="email").count() == Parent.objects.count()
+    change = created.get(identifier=Member.objects.order_by("knvb_id").first().knvb_id)
+    assert (change.pipeline, change.step_name, change.record_type) == ("people", "rondo-club-sync", "member")
+
+    second = run_pipeline("people")
+    assert second.skipped > 0
+    assert not RecordChange.objects.filter(run=second).exists()
+
+
+def test_a_field_change_is_recorded_with_its_old_and_new_value(export_dir):
+    run_pipeline("people")
+    member = Member.objects.exclude(email="").order_by("knvb_id").first()
+    old_email = member.email
+    rewrite(export_file(export_dir, "Leden"), old_email, "nieuw.adres@example.org")
+    run = run_pipeline("people")
+    change = RecordChange.objects.get(run=run, identifier=member.knvb_id)
+    assert change.action == ChangeAction.UPDATED
+    assert change.changes == {"email": [old_email, "nieuw.adres@example.org"]}
+
+
+def test_leaving_is_a_retired_change_and_coming_back_a_restored_one(export_dir):
+    run_pipeline("people")
+    path = export_file(export_dir, "Leden")
+    original = path.read_bytes()
+    leaving = Member.objects.filter(parents__isnull=True).order_by("knvb_id").first()
+    drop_member_line(export_dir, leaving.knvb_id)
+    gone = run_pipeline("people")
+    retired = RecordChange.objects.get(run=gone, identifier=leaving.knvb_id)
+    assert retired.action == ChangeAction.RETIRED
+    assert retired.changes == {"is_former": [False, True]}
+
+    path.write_bytes(original)
+    back = run_pipeline("people")
+    restored = RecordChange.objects.get(run=back, identifier=leaving.knvb_id)
+    assert restored.action == ChangeAction.RESTORED
+    assert restored.changes["is_former"] == [True, False]
+
+
+def test_teams_functions_discipline_and_contributions_file_their_changes(export_dir):
+    run_pipeline("people")
+    for name in ("teams", "functions", "discipline", "nikki"):
+        run_pipeline(name)
+    membership = TeamMembership.objects.select_related("member", "team").order_by("pk").first()
+    change = RecordChange.objects.filter(identifier=membership.member.knvb_id, record_type="team membership",
+                                         label__startswith=membership.team.name).first()
+    assert change is not None and change.action == ChangeAction.CREATED
+    team = Team.objects.order_by("pk").first()
+    assert RecordChange.objects.filter(identifier=team.name, identifier_kind="team").exists()
+    function = CommissieMembership.objects.select_related("member", "commissie").order_by("pk").first()
+    assert RecordChange.objects.filter(identifier=function.member.knvb_id, record_type="commissie membership",
+                                       label__startswith=function.commissie.name).exists()
+    assert RecordChange.objects.filter(identifier=function.commissie.name, identifier_kind="commissie").exists()
+    case = DisciplineCase.objects.order_by("pk").first()
+    assert RecordChange.objects.filter(identifier=case.dossier_id, identifier_kind="dossier_id").exists()
+    contribution = Contribution.objects.select_related("member").order_by("pk").first()
+    assert RecordChange.objects.filter(identifier=contribution.member.knvb_id, record_type="contribution",
+                                       label=str(contribution.year)).exists()
+
+
+def test_a_closed_team_membership_is_a_retired_change_naming_the_team(export_dir):
+    run_pipeline("people")
+    run_pipeline("teams")
+    membership = TeamMembership.objects.select_related("member", "team").order_by("pk").first()
+    path = export_file(export_dir, "Teams")
+    text = path.read_bytes().decode("cp1252")
+    lines = text.split("\r\n")
+    kept = [line for line in lines if not (membership.member.knvb_id in line and membership.team.name in line)]
+    assert len(kept) < len(lines)
+    path.write_bytes("\r\n".join(kept).encode("cp1252"))
+    run = run_pipeline("teams")
+    label = f"{membership.team.name} ({membership.role or 'no role'})"
+    change = RecordChange.objects.get(run=run, identifier=membership.member.knvb_id, action=ChangeAction.RETIRED,
+                                      label=label)
+    assert change.changes["until"][0] is None
+    assert change.changes["until"][1] == timezone.localdate().isoformat()
+
+
+def test_a_dry_run_files_no_change(export_dir):
+    run_pipeline("people", dry_run=True)
+    assert not RecordChange.objects.exists()
+
+
+def test_a_problem_opened_by_a_bad_row_is_resolved_by_a_corrected_export(export_dir):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        first = run_pipeline("people")
+    problem = RecordProblem.objects.get(pipeline="people", identifier="ZZB01X1")
+    assert problem.is_open and problem.failing_runs == 1 and problem.first_run == first
+    assert "not a valid email" in problem.message
+
+    with time_machine.travel(start + timedelta(hours=3), tick=False):
+        second = run_pipeline("people")  # still bad
+    problem.refresh_from_db()
+    assert problem.is_open and problem.failing_runs == 2 and problem.last_run == second
+    assert problem.first_seen_at == start and problem.last_seen_at == start + timedelta(hours=3)
+
+    rewrite(export_file(export_dir, "Leden"), "jeroen.pietersen@@example.org", "jeroen.pietersen@example.org")
+    with time_machine.travel(start + timedelta(hours=6), tick=False):
+        third = run_pipeline("people")
+    problem.refresh_from_db()
+    assert not problem.is_open
+    assert problem.resolution == RecordProblem.Resolution.FIXED and problem.resolved_run == third
+    assert RecordChange.objects.get(run=third, identifier="ZZB01X1").action == ChangeAction.CREATED
+    # The other bad rows are still bad: their problems stay open.
+    assert RecordProblem.objects.filter(identifier="ZZB02X2", resolved_at__isnull=True).exists()
+
+
+def test_a_problem_is_resolved_when_its_record_leaves(export_dir):
+    run_pipeline("people")
+    run_pipeline("nikki")
+    member = Member.objects.order_by("knvb_id").first()
+    # A nikki problem on this member, then the member leaves the Sportlink export.
+    RecordProblem.objects.create(pipeline="nikki", identifier=member.knvb_id, message="old trouble")
+    drop_member_line(export_dir, member.knvb_id)
+    run = run_pipeline("people")
+    problem = RecordProblem.objects.get(identifier=member.knvb_id)
+    assert problem.resolution == RecordProblem.Resolution.LEFT and problem.resolved_run == run
+
+
+def test_only_syncs_the_named_member_and_leaves_every_other_record_untouched(export_dir):
+    run_pipeline("people")
+    members = list(Member.objects.order_by("knvb_id")[:2])
+    target, other = members
+    before = {m.knvb_id: (m.last_synced_at, m.source_hash, m.is_former) for m in Member.objects.all()}
+    # The export changes both, and drops a third member entirely.
+    rewrite(export_file(export_dir, "Leden"), f'"{target.last_name}"', '"Nieuwenaam"')
+    rewrite(export_file(export_dir, "Leden"), f'"{other.last_name}"', '"Anderenaam"')
+    leaver = Member.objects.exclude(pk__in=[target.pk, other.pk]).filter(parents__isnull=True).first()
+    drop_member_line(export_dir, leaver.knvb_id)
+
+    run = run_pipeline("people", only=[target.knvb_id.lower()])
+    assert run.only == [target.knvb_id.lower()]
+    target.refresh_from_db()
+    assert target.last_name == "Nieuwenaam"
+    after = {m.knvb_id: (m.last_synced_at, m.source_hash, m.is_former) for m in Member.objects.all()}
+    assert {code for code in after if after[code] != before[code]} == {target.knvb_id}
+    assert not Member.objects.filter(is_former=True).exists()  # none retired
+    assert list(RecordChange.objects.filter(run=run).values_list("identifier", flat=True)) == [target.knvb_id]
+
+
+def test_only_leaves_other_team_memberships_open(export_dir):
+    run_pipeline("people")
+    run_pipeline("teams")
+    open_before = TeamMembership.objects.filter(until__isnull=True).count()
+    knvb_id = TeamMembership.objects.select_related("member").first().member.knvb_id
+    run = run_pipeline("teams", only=[knvb_id])
+    assert run.status in ("success", "partial")
+    assert TeamMembership.objects.filter(until__isnull=True).count() == open_before
+    assert not RecordChange.objects.filter(run=run, action=ChangeAction.RETIRED).exists()
+
+
+def test_only_through_all_scopes_every_child(export_dir):
+    run_pipeline("people")
+    knvb_id = Member.objects.order_by("knvb_id").first().knvb_id
+    parent = run_pipeline("all", only=[knvb_id])
+    children = list(Run.objects.filter(parent=parent))
+    assert children and all(child.only == [knvb_id] for child in children)
+    assert not RecordChange.objects.filter(run__in=children).exclude(identifier=knvb_id).exists()
