@@ -182,3 +182,37 @@ def test_only_through_all_scopes_every_child(export_dir):
     children = list(Run.objects.filter(parent=parent))
     assert children and all(child.only == [knvb_id] for child in children)
     assert not RecordChange.objects.filter(run__in=children).exclude(identifier=knvb_id).exists()
+
+
+def test_the_record_page_shows_registry_values_and_destinations_in_fixed_queries(
+        export_dir, client, django_assert_max_num_queries):
+    from django.contrib.auth.models import Permission, User
+    from django.urls import reverse
+
+    run_pipeline("people")
+    for name in ("teams", "functions", "nikki", "discipline"):
+        run_pipeline(name)
+    user = User.objects.create_user("volunteer", password="pw-123-secret", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="trigger_run"))
+    client.force_login(user)
+    busy = (Member.objects.filter(team_memberships__isnull=False, contributions__isnull=False)
+            .order_by("knvb_id").first())
+    url = reverse("runs:record", kwargs={"identifier": busy.knvb_id})
+    with django_assert_max_num_queries(12):
+        html = client.get(url).content.decode()
+    assert busy.full_name in html and busy.city in html
+    assert TeamMembership.objects.filter(member=busy).first().team.name in html
+    assert "Laposta is not configured" in html and "FreeScout is not configured" in html
+    assert f'action="{reverse("runs:sync-records", args=["people"])}"' in html
+
+    parent = Parent.objects.exclude(children=None).first()
+    html = client.get(reverse("runs:record", kwargs={"identifier": parent.email})).content.decode()
+    assert parent.children.first().knvb_id in html and "parent" in html
+    case = DisciplineCase.objects.select_related("member").first()
+    html = client.get(reverse("runs:record", kwargs={"identifier": case.dossier_id})).content.decode()
+    assert case.member.knvb_id in html and "Discipline case" in html
+    team = Team.objects.first()
+    assert client.get(reverse("runs:record", kwargs={"identifier": team.name})).status_code == 200
+    commissie = CommissieMembership.objects.select_related("commissie").first().commissie
+    html = client.get(reverse("runs:record", kwargs={"identifier": commissie.name})).content.decode()
+    assert "Commissie" in html
