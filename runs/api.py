@@ -336,20 +336,33 @@ def run_errors(request, pk: int):
     )
 
 
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
 def _only_from_body(request: HttpRequest) -> list[str] | None:
-    """The optional JSON body {"only": [...]} of a trigger (record history)."""
+    """The trigger's optional scope (record history): a JSON body {"only": [...]},
+    or `only` form fields. Anything else with a body is refused, so a scope
+    is never silently dropped (which would run every record)."""
     from runs.services import check_only
 
-    if not request.body.strip():
-        return None
+    if request.content_type in _FORM_TYPES:
+        # The form was parsed already (the CSRF check reads it): use POST, not the body.
+        values = request.POST.getlist("only") if "only" in request.POST else None
+    else:
+        if not request.body.strip():
+            return None
+        if request.content_type != "application/json":
+            raise ApiError(400, 'Send the scope as JSON (Content-Type: application/json), e.g. '
+                                '{"only": ["ABC1234"]}, or send no body.')
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            raise ApiError(400, 'The body must be JSON, e.g. {"only": ["ABC1234"]}, or empty.') from None
+        if not isinstance(body, dict) or set(body) - {"only"}:
+            raise ApiError(400, 'The body may only hold "only": a list of identifiers.')
+        values = body.get("only")
     try:
-        body = json.loads(request.body)
-    except ValueError:
-        raise ApiError(400, 'The body must be JSON, e.g. {"only": ["ABC1234"]}, or empty.') from None
-    if not isinstance(body, dict) or set(body) - {"only"}:
-        raise ApiError(400, 'The body may only hold "only": a list of identifiers.')
-    try:
-        return check_only(body.get("only"))
+        return check_only(values)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
 

@@ -46,11 +46,13 @@ class PruneResult:
     problems: int = 0
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"Removed {self.runs} run(s) with {self.steps} step(s), {self.errors} error(s), "
-            f"{self.tasks} task result(s), {self.notifications} notification(s), "
-            f"{self.changes} record change(s) and {self.problems} resolved problem(s)."
+            f"{self.tasks} task result(s) and {self.notifications} notification(s)."
         )
+        if self.changes or self.problems:
+            text += f" Removed {self.changes} record change(s) and {self.problems} resolved problem(s)."
+        return text
 
 
 def protected_run_ids() -> set[int]:

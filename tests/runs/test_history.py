@@ -191,6 +191,7 @@ def test_prunruns_removes_old_changes_and_keeps_a_pruned_runs_younger_changes(se
     RecordProblem.objects.create(pipeline="x", identifier="OPEN", message="m", first_seen_at=now - timedelta(days=900))
     result = prune_runs(now=now, pause_s=0)
     assert result.runs == 1 and result.changes == 1 and result.problems == 1
+    assert str(result).endswith("Removed 1 record change(s) and 1 resolved problem(s).")
     young = RecordChange.objects.get()
     assert young.identifier == "YOUNG" and young.run_id is None and young.pipeline == ""
     assert list(RecordProblem.objects.values_list("identifier", flat=True)) == ["OPEN"]
