@@ -216,3 +216,38 @@ def test_the_record_page_shows_registry_values_and_destinations_in_fixed_queries
     commissie = CommissieMembership.objects.select_related("commissie").first().commissie
     html = client.get(reverse("runs:record", kwargs={"identifier": commissie.name})).content.decode()
     assert "Commissie" in html
+
+
+def test_a_batch_costs_the_same_queries_for_10_or_300_changed_rows(django_assert_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from pipelines.sync import Upserter, existing_hashes
+    from runs.pipeline import PipelineRun, Step, get_pipeline
+    from runs.tracker import RunTracker
+
+    tracker = RunTracker("people")
+    tracker.run_id = Run.objects.create(pipeline="people").pk  # tracked, without a writer thread
+    step = Step(PipelineRun(get_pipeline("people"), tracker), "rondo-club-sync")
+
+    def sync(prefix, n, city):
+        existing = existing_hashes(Member.objects.all(), "knvb_id")
+        with CaptureQueriesContext(connection) as ctx, \
+                Upserter(step, Member, existing=existing, fields=("city",), dry_run=False,
+                         identifier_kind="knvb_id") as upserter:
+            for i in range(n):
+                upserter.add(None, key=f"{prefix}{i:05d}", values={"knvb_id": f"{prefix}{i:05d}", "city": city},
+                             digest=city)
+        return len(ctx.captured_queries)
+
+    sync("A", 10, "Ede")
+    sync("B", 300, "Ede")
+    few, many = sync("A", 10, "Epe"), sync("B", 300, "Epe")
+    assert few == many
+    # Old values (one SELECT), the UPDATE and the change rows (one executemany each), in one
+    # transaction; plus existing_hashes' one query before the batch.
+    with django_assert_num_queries(few + 1):
+        sync("B", 300, "Ede")
+    changes = RecordChange.objects.filter(identifier="B00042", action=ChangeAction.UPDATED)
+    assert [c.changes for c in changes.order_by("id")] == [{"city": ["Ede", "Epe"]}, {"city": ["Epe", "Ede"]}]
+    assert RecordChange.objects.filter(action=ChangeAction.UPDATED).count() == 10 + 300 + 300
