@@ -63,10 +63,13 @@ def record_link(identifier: str | None) -> SafeString | str:
     """An identifier as a link to its record page (/records/<identifier>/), escaped."""
     if not identifier:
         return ""
-    from django.urls import reverse
+    from django.urls import NoReverseMatch, reverse
 
-    return format_html('<a href="{}" class="record-link">{}</a>', reverse("runs:record", args=[identifier]),
-                       identifier)
+    try:
+        url = reverse("runs:record", args=[identifier])
+    except NoReverseMatch:  # e.g. a line break from a quoted CSV cell: no URL can carry it
+        return identifier
+    return format_html('<a href="{}" class="record-link">{}</a>', url, identifier)
 
 
 @register.filter

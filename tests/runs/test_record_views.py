@@ -242,3 +242,11 @@ def test_api_trigger_accepts_only_and_rejects_a_bad_scope(staff, settings, djang
     assert response.status_code == 202
     assert "AAA1111" in assert_matches_spec(response, "POST")["message"]
     assert OrmQ.objects.get().task["kwargs"]["only"] == ["AAA1111"]
+
+
+def test_an_identifier_no_url_can_carry_is_shown_escaped_without_a_link():
+    from runs.templatetags.runs_extras import record_link
+
+    assert str(record_link("AAA1111")) == '<a href="/records/AAA1111/" class="record-link">AAA1111</a>'
+    assert record_link(f"two\nlines {XSS}") == f"two\nlines {XSS}"  # autoescaped by the template: a plain str
+    assert record_link("") == ""
