@@ -9,6 +9,7 @@ from django.utils import timezone
 from pipelines.models import CommissieMembership, Contribution, DisciplineCase, Member, Parent, Team, TeamMembership
 from runs.models import ChangeAction, RecordChange, RecordProblem, Run
 from runs.runner import run_pipeline
+from tests.pipelines import test_laposta as laposta_tests
 from tests.pipelines.conftest import export_file, rewrite
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -251,3 +252,62 @@ def test_a_batch_costs_the_same_queries_for_10_or_300_changed_rows(django_assert
     changes = RecordChange.objects.filter(identifier="B00042", action=ChangeAction.UPDATED)
     assert [c.changes for c in changes.order_by("id")] == [{"city": ["Ede", "Epe"]}, {"city": ["Epe", "Ede"]}]
     assert RecordChange.objects.filter(action=ChangeAction.UPDATED).count() == 10 + 300 + 300
+
+
+# --- a destination that was down: problems resolve on their own --------------------------
+
+@pytest.fixture
+def fake(httpserver, settings):
+    """Laposta API v2 on a local server (the fake of tests/pipelines/test_laposta.py)."""
+    import re
+
+    from runs.redact import clear_secret_cache
+
+    server = laposta_tests.FakeLaposta()
+    httpserver.expect_request(re.compile(r"^/v2/.*")).respond_with_handler(server)
+    settings.LAPOSTA_API_KEY = laposta_tests.KEY
+    settings.LAPOSTA_BASE_URL = httpserver.url_for("/v2")
+    settings.LAPOSTA_MEMBERS_LIST_ID = laposta_tests.MEMBERS_LIST
+    settings.LAPOSTA_PARENTS_LIST_ID = ""
+    clear_secret_cache()
+    yield server
+    clear_secret_cache()
+
+
+@pytest.fixture
+def laposta_pipeline(sleeps, settings):
+    """Only the Laposta steps on three members, honouring run.only like `people` does."""
+    from pipelines.laposta import LapostaClient, laposta_steps
+    from runs.pipeline import register, unregister
+
+    @register("laposta-history")
+    def pipeline(run):
+        members = [m for m in laposta_tests.three() if run.in_scope(m.knvb_id)]
+        laposta_steps(run, members=members, parents=[],
+                      client=LapostaClient.from_settings(sleep=sleeps, max_retries=1))
+
+    yield
+    unregister("laposta-history")
+
+
+def test_a_problem_from_a_destination_that_was_down_resolves_when_the_next_run_succeeds(fake, laposta_pipeline):
+    fake.fail(status=500, email="bram@example.nl", times=None)
+    first = run_pipeline("laposta-history")
+    problem = RecordProblem.objects.get(pipeline="laposta-history")
+    assert problem.identifier == "BBB2222" and problem.step_name == "laposta-submit" and problem.is_open
+    assert first.status == "partial"
+
+    fake.faults.clear()  # Laposta is back
+    second = run_pipeline("laposta-history")
+    problem.refresh_from_db()
+    assert problem.resolution == RecordProblem.Resolution.FIXED and problem.resolved_run == second
+    assert "bram@example.nl" in fake.lists[laposta_tests.MEMBERS_LIST]
+
+
+def test_a_scoped_run_sends_only_its_member_and_deletes_nothing_from_laposta(fake, laposta_pipeline):
+    run_pipeline("laposta-history")
+    sent_before = len(fake.requests)
+    run = run_pipeline("laposta-history", only=["AAA1111"])
+    assert run.status == "success"
+    assert sorted(fake.lists[laposta_tests.MEMBERS_LIST]) == ["anna@example.nl", "bram@example.nl", "cees@example.nl"]
+    assert not [r for r in fake.requests[sent_before:] if r[0] == "DELETE"]
