@@ -1,7 +1,8 @@
 """Dashboard and admin page cost on a big history.
 
-Fills a fresh SQLite database with 200,000 runs (7 pipelines, 6 steps each)
-and 1,000,000 errors (one run alone has 50,000) using executemany, then
+Fills a fresh SQLite database with 200,000 runs (7 pipelines, 6 steps each),
+1,000,000 errors (one run alone has 50,000), 1,000,000 record changes and
+20,000 record problems (a quarter open) using executemany, then
 requests each page 20 times through the Django test client as a logged-in
 staff user. Query counts are taken once on a small history (the first 2,000
 runs) and once on the full one: they must be equal.
@@ -35,11 +36,13 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from runs.models import Run, RunError, RunStep  # noqa: E402
+from runs.models import RecordChange, RecordProblem, Run, RunError, RunStep  # noqa: E402
 from runs.pipeline import all_pipelines  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", 200_000))
 ERRORS = int(os.environ.get("BENCH_ERRORS", 1_000_000))
+CHANGES = int(os.environ.get("BENCH_CHANGES", 1_000_000))
+PROBLEMS = int(os.environ.get("BENCH_PROBLEMS", 20_000))
 BIG_RUN_ERRORS = 50_000
 STEPS = 6
 SMALL = 2_000
@@ -84,6 +87,10 @@ def _insert(model, rows, columns):
     raw.executemany(sql, ([row[i] if i is not None else consts[k] for k, i in enumerate(order)] for row in rows))
 
 
+def _member(run_id: int, k: int) -> str:
+    return f"{chr(65 + (run_id + k) % 26)}{chr(65 + (k // 26) % 26)}{chr(65 + k % 26)}{k % 5000:04d}"
+
+
 def fill(first_run: int, last_run: int, errors_budget: int, *, big_run: int | None, now: datetime, rng) -> int:
     """Insert runs first_run..last_run (ids), their steps and errors; returns errors written."""
     connection.ensure_connection()
@@ -120,7 +127,7 @@ def fill(first_run: int, last_run: int, errors_budget: int, *, big_run: int | No
     def error_rows():
         for run_id, pipeline, _status, started, _dur in runs:
             for k in range(plan.get(run_id, 0)):
-                member = f"{chr(65 + (run_id + k) % 26)}{chr(65 + (k // 26) % 26)}{chr(65 + k % 26)}{k % 5000:04d}"
+                member = _member(run_id, k)
                 yield (run_id, run_id * STEPS + 4, pipeline, f"{pipeline}-step-4", member, "knvb_id",
                        MESSAGES[(run_id + k) % len(MESSAGES)], TRACEBACK if k % 10 == 0 else "",
                        _dt(started + timedelta(milliseconds=k)))
@@ -133,8 +140,37 @@ def fill(first_run: int, last_run: int, errors_budget: int, *, big_run: int | No
                                    "failed", "detail"])
     _insert(RunError, error_rows(), ["run_id", "step_id", "pipeline", "step_name", "identifier", "identifier_kind",
                                      "message", "traceback", "created_at"])
+    # Record changes: CHANGES spread over every run (RUNS), the same member identifiers as the errors.
+    per_run_changes, extra_changes = divmod(CHANGES, RUNS)
+
+    def change_rows():
+        for run_id, pipeline, _status, started, _dur in runs:
+            for k in range(per_run_changes + (1 if run_id <= extra_changes else 0)):
+                action = "updated" if k % 4 else "created"
+                changes = '{"email": ["old@example.org", "new@example.org"]}' if action == "updated" else "{}"
+                yield (run_id, pipeline, f"{pipeline}-step-4", _member(run_id, k), "knvb_id", "member", "",
+                       action, changes, _dt(started + timedelta(milliseconds=k)))
+
+    _insert(RecordChange, change_rows(), ["run_id", "pipeline", "step_name", "identifier", "identifier_kind",
+                                          "record_type", "label", "action", "changes", "created_at"])
     raw.execute("COMMIT")
     return sum(plan.values())
+
+
+def fill_problems(now: datetime) -> None:
+    """PROBLEMS problems on distinct identifiers, every fourth open."""
+    def rows():
+        for i in range(PROBLEMS):
+            seen = now - timedelta(minutes=i)
+            resolved = None if i % 4 == 0 else _dt(seen + timedelta(minutes=1))
+            yield (PIPELINES[i % len(PIPELINES)], f"P{i:07d}", "knvb_id", "sync", MESSAGES[i % len(MESSAGES)],
+                   _dt(seen - timedelta(days=3)), _dt(seen), 3, resolved, "" if resolved is None else "fixed")
+
+    raw = connection.connection
+    raw.execute("BEGIN")
+    _insert(RecordProblem, rows(), ["pipeline", "identifier", "identifier_kind", "step_name", "message",
+                                    "first_seen_at", "last_seen_at", "failing_runs", "resolved_at", "resolution"])
+    raw.execute("COMMIT")
 
 
 def pages(big_run: int, member: str) -> dict[str, str]:
@@ -146,6 +182,9 @@ def pages(big_run: int, member: str) -> dict[str, str]:
         "run_detail": f"/runs/{big_run}/",
         "errors_search": f"/errors/?identifier={member}&match=exact",
         "admin_runs": "/admin/runs/run/",
+        "record": f"/records/{member}/",
+        "problems": "/problems/",
+        "problems_pipeline": f"/problems/?pipeline={PIPELINES[0]}",
     }
 
 
@@ -175,16 +214,20 @@ def main():
 
     errors = fill(RUNS - SMALL + 1, RUNS, int(ERRORS * SMALL / RUNS) + BIG_RUN_ERRORS, big_run=big_run, now=now,
                   rng=rng)
+    RecordProblem.objects.create(pipeline=PIPELINES[0], identifier=member, message="small history")
     small_queries = count_queries(client, pages(big_run, member))
     t0 = time.perf_counter()
     errors += fill(1, RUNS - SMALL, ERRORS - errors, big_run=None, now=now, rng=rng)
+    fill_problems(now)
     connection.connection.execute("ANALYZE")
     fill_s = time.perf_counter() - t0
     member = RunError.objects.order_by("-created_at").values_list("identifier", flat=True).first()
     urls = pages(big_run, member)
     full_queries = count_queries(client, urls)
 
-    result = {"runs": Run.objects.count(), "errors": RunError.objects.count(), "fill_s": round(fill_s, 1)}
+    result = {"runs": Run.objects.count(), "errors": RunError.objects.count(),
+              "record_changes": RecordChange.objects.count(), "record_problems": RecordProblem.objects.count(),
+              "fill_s": round(fill_s, 1)}
     ok = True
     for name, url in urls.items():
         client.get(url)  # warm caches and templates

@@ -23,3 +23,5 @@ class PipelinesConfig(AppConfig):
         # Pipelines register themselves (runs.pipeline.register) when imported.
         for module in PIPELINE_MODULES:
             import_module(module)
+        # The record page's registry panel (runs.records).
+        import_module("pipelines.record_panel")

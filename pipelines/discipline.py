@@ -20,11 +20,15 @@ def discipline(run: PipelineRun) -> None:
     source = sportlink_source()
     result = download(run, "discipline-download", source, "discipline", read_discipline)
     cases = result.records
+    if run.only is not None:
+        # runsync --only: the named cases (dossier id) and the cases of the named members.
+        cases = [c for c in cases if run.in_scope(c.dossier_id, c.knvb_id)]
 
     with run.step("discipline-sync", total=len(cases)) as step:
         members = knvb_map(dry_run=run.dry_run)
         existing = existing_hashes(DisciplineCase.objects.all(), "dossier_id")
-        with Upserter(step, DisciplineCase, existing=existing, fields=FIELDS, dry_run=run.dry_run) as upserter:
+        with Upserter(step, DisciplineCase, existing=existing, fields=FIELDS, dry_run=run.dry_run,
+                      identifier_kind="dossier_id") as upserter:
             for record in cases:
                 # The dossier is the identifier: the case is what failed, not the member.
                 with step.item({"dossier_id": record.dossier_id}):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -141,7 +142,7 @@ def freescout_steps(run: PipelineRun, *, client: FreeScoutClient | None = None) 
     client = client or FreeScoutClient.from_settings()
     try:
         with run.step(STEP) as step:
-            sync(step, client, dry_run=run.dry_run)
+            sync(step, client, dry_run=run.dry_run, in_scope=run.in_scope if run.only is not None else None)
     finally:
         if owns_client:
             client.close()
@@ -154,11 +155,15 @@ class _Write:
     hash: str
 
 
-def sync(step: Step, client: FreeScoutClient, *, dry_run: bool) -> None:
+def sync(step: Step, client: FreeScoutClient, *, dry_run: bool,
+         in_scope: Callable[..., bool] | None = None) -> None:
+    """`in_scope(knvb_id, email)`: for a run scoped with --only, which members to sync."""
     fields = ["pk", "knvb_id", "first_name", "infix", "last_name", "email", "phone", "mobile", "street",
               "house_number", "house_number_addition", "postcode", "city", "birth_date", "freescout_id",
               "freescout_hash"]
     members = list(Member.objects.filter(is_former=False).exclude(email="").only(*fields))
+    if in_scope is not None:
+        members = [m for m in members if in_scope(m.knvb_id, m.email)]
     # The oldest member owns a shared email (stable whatever the export order).
     members.sort(key=lambda m: (m.birth_date or date.max, m.knvb_id))
     step.total = len(members)
@@ -183,6 +188,7 @@ def sync(step: Step, client: FreeScoutClient, *, dry_run: bool) -> None:
             digest = payload_hash(payload)
             if member.freescout_id and member.freescout_hash == digest:
                 step.skipped()
+                step.processed((member.knvb_id,))
                 continue
             if dry_run:
                 (step.updated if member.freescout_id else step.created)()
@@ -196,6 +202,7 @@ def sync(step: Step, client: FreeScoutClient, *, dry_run: bool) -> None:
                 owners[email] = None  # followers of a failed owner are not linked
                 continue
             (step.created if created else step.updated)()
+            step.processed((member.knvb_id,))
             member.freescout_id = customer_id
             pending.append(_Write(member.pk, customer_id, digest))
             if len(pending) >= WRITE_BATCH:

@@ -13,6 +13,7 @@ from pipelines.models import Commissie, CommissieMembership
 from pipelines.readers import read_functions
 from pipelines.sources import sportlink_source
 from pipelines.sync import (
+    Retired,
     UnknownMember,
     Upserter,
     download,
@@ -36,16 +37,20 @@ def functions(run: PipelineRun) -> None:
     result = download(run, "functions-download", source, "functions", read_functions, describe=lambda result: {
         "commissies": len({_commissie_key(r.commissie_id, r.commissie_name) for r in result.records})})
     roles = result.records
+    if run.only is not None:
+        # runsync --only: the named members' functions and the named commissies (with their members).
+        roles = [r for r in roles if run.in_scope(r.knvb_id, r.commissie_name, r.commissie_id)]
     found: dict[str, tuple[str, str]] = {}
     for record in roles:
-        found.setdefault(_commissie_key(record.commissie_id, record.commissie_name),
+        if run.in_scope(record.commissie_name, record.commissie_id):
+            found.setdefault(_commissie_key(record.commissie_id, record.commissie_name),
                          (record.commissie_id, record.commissie_name))
 
     with run.step("commissie-sync", total=len(found)) as step:
         existing = {_commissie_key(code or "", name): (pk, digest) for pk, code, name, digest in
                     Commissie.objects.values_list("pk", "sportlink_id", "name", "source_hash")}
-        with Upserter(step, Commissie, existing=existing, fields=("name", "sportlink_id"),
-                      dry_run=run.dry_run) as upserter:
+        with Upserter(step, Commissie, existing=existing, fields=("name", "sportlink_id"), dry_run=run.dry_run,
+                      identify=lambda item, _key: item["commissie_name"], identifier_kind="commissie") as upserter:
             for key, (code, name) in found.items():
                 item = {"commissie_name": name}
                 with step.item(item):
@@ -54,12 +59,15 @@ def functions(run: PipelineRun) -> None:
 
     with run.step("commissie-work-history-sync", total=len(roles)) as step:
         members = knvb_map(dry_run=run.dry_run)
-        commissies = {_commissie_key(code or "", name): pk for pk, code, name in
-                      Commissie.objects.values_list("pk", "sportlink_id", "name")}
+        names = {pk: (code, name) for pk, code, name in Commissie.objects.values_list("pk", "sportlink_id", "name")}
+        commissies = {_commissie_key(code or "", name): pk for pk, (code, name) in names.items()}
         existing = existing_hashes(CommissieMembership.objects.filter(is_current=True), "member__knvb_id",
                                    "commissie_id", "role", "since")
         with Upserter(step, CommissieMembership, existing=existing, dry_run=run.dry_run,
-                      fields=("until", "is_current")) as upserter:
+                      fields=("until", "is_current"), identify=lambda _record, key: key[0],
+                      identifier_kind="knvb_id", restored_when=("is_current", False),
+                      label=lambda record, _key: f"{record.commissie_name} ({record.role or 'no function'})",
+                      ) as upserter:
             for record in roles:
                 with step.item(record):
                     member_id = members.get(record.knvb_id)
@@ -74,7 +82,12 @@ def functions(run: PipelineRun) -> None:
                     }, digest=source_hash(record.until))
         # No longer in the export: the function ended (kept as history, an
         # exported end date is kept, an open one is closed today).
-        gone = [pk for pk, _digest in upserter.unseen().values()]
-        update_in_batches(step, CommissieMembership, gone, dry_run=run.dry_run, is_current=False,
-                          until=Coalesce(F("until"), Value(timezone.localdate())))
+        # A scoped run (--only) saw some functions only: it ends nothing.
+        unseen = upserter.unseen() if run.only is None else {}
+        update_in_batches(step, CommissieMembership, [pk for pk, _digest in unseen.values()],
+                          dry_run=run.dry_run, is_current=False,
+                          until=Coalesce(F("until"), Value(timezone.localdate())), history=Retired(
+                              {pk: key[0] for key, (pk, _digest) in unseen.items()}, "knvb_id",
+                              labels={pk: f"{names.get(key[1], ('', key[1]))[1]} ({key[2] or 'no function'})"
+                                      for key, (pk, _digest) in unseen.items()}))
     run.summary.update(commissies=len(found), functions=len(roles))

@@ -230,7 +230,7 @@ def laposta_steps(run: PipelineRun, *, members: list[MemberRecord], parents: lis
         run.skip_step(SUBMIT, reason)
         return
     with run.step(PREPARE) as step:
-        plan = prepare(step, members=members, parents=parents)
+        plan = prepare(step, members=members, parents=parents, scoped=run.only is not None)
     if run.dry_run:
         run.skip_step(SUBMIT, f"Dry run: {len(plan.sends)} to send and {len(plan.deletes)} to delete, "
                               "nothing sent")
@@ -252,8 +252,11 @@ def laposta_steps(run: PipelineRun, *, members: list[MemberRecord], parents: lis
             client.close()
 
 
-def prepare(step: Step, *, members: list[MemberRecord], parents: list[ParentRecord]) -> Plan:
-    """Build, hash and compare every payload; count new/changed/unchanged; list what to delete."""
+def prepare(step: Step, *, members: list[MemberRecord], parents: list[ParentRecord], scoped: bool = False) -> Plan:
+    """Build, hash and compare every payload; count new/changed/unchanged; list what to delete.
+
+    `scoped`: the run syncs some records only (runsync --only): nothing is deleted.
+    """
     lists: dict[str, list[tuple[str, Send]]] = {}
     detail = step.detail
     members_list = settings.LAPOSTA_MEMBERS_LIST_ID
@@ -341,6 +344,9 @@ def prepare(step: Step, *, members: list[MemberRecord], parents: list[ParentReco
                 plan.sends.append(send)
             else:
                 step.skipped()
+                step.processed((send.identifier,))
+        if scoped:
+            continue
         gone = [(email, value) for (lid, email), value in known.items() if lid == list_id and email not in current]
         if gone and not entries:
             # An export without any entry for this list (e.g. no parent columns)
@@ -417,6 +423,7 @@ def submit(step: Step, plan: Plan, client: LapostaClient) -> None:
                 step.fail_item(exc.message, identifier=send.identifier, identifier_kind=send.identifier_kind)
                 continue
             counts["sent"] += 1
+            step.processed((send.identifier,))
             sent.append(LapostaSubscription(
                 list_id=send.list_id, email=send.email, member_id=member_pks.get(send.knvb_id),
                 parent_id=parent_pks.get(send.parent_email), laposta_member_id=str(member.get("member_id") or ""),

@@ -19,12 +19,16 @@ def nikki(run: PipelineRun) -> None:
     result = download(run, "nikki-download", source, "nikki", read_nikki,
                       describe=lambda result: {"contributions": len(result.records)})
     contributions = result.records
+    if run.only is not None:
+        # runsync --only: the named members' contributions.
+        contributions = [c for c in contributions if run.in_scope(c.knvb_id)]
 
     with run.step("rondo-club-sync", total=len(contributions)) as step:
         members = knvb_map(dry_run=run.dry_run)
         existing = existing_hashes(Contribution.objects.all(), "member__knvb_id", "year")
         with Upserter(step, Contribution, existing=existing, dry_run=run.dry_run,
-                      fields=("nikki_id", "total", "balance", "status")) as upserter:
+                      fields=("nikki_id", "total", "balance", "status"), identify=lambda _record, key: key[0],
+                      identifier_kind="knvb_id", label=lambda _record, key: str(key[1])) as upserter:
             for record in contributions:
                 with step.item(record):
                     member_id = members.get(record.knvb_id)

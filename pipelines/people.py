@@ -23,6 +23,7 @@ from pipelines.records import MemberRecord, ParentRecord
 from pipelines.sources import ExportSource, sportlink_source
 from pipelines.sync import (
     BATCH_SIZE,
+    Retired,
     RowWriter,
     Upserter,
     existing_hashes,
@@ -59,6 +60,11 @@ def people(run: PipelineRun) -> None:
     members: list[MemberRecord] = result.records
     unchanged: list[str] = result.extra["unchanged"]
     parents: list[ParentRecord] = result.extra["parents"]
+    if run.only is not None:
+        # runsync --only: the named members (relatiecode) and parents (email) alone.
+        members = [m for m in members if run.in_scope(m.knvb_id)]
+        unchanged = [code for code in unchanged if run.in_scope(code)]
+        parents = [p for p in parents if run.in_scope(p.email)]
 
     # Contact fields corrected in the registry: Laposta gets our values, the import keeps them.
     edits = corrections.load_edits()
@@ -66,7 +72,7 @@ def people(run: PipelineRun) -> None:
 
     with run.step("rondo-club-sync", total=len(members) + len(unchanged) + len(parents)) as step:
         sync_members(step, members, unchanged=unchanged, existing=existing, keep=result.bad_keys,
-                     dry_run=run.dry_run, edits=edits)
+                     dry_run=run.dry_run, edits=edits, retire=run.only is None)
         sync_parents(step, parents, dry_run=run.dry_run)
         if not run.dry_run and laposta_needs_records():
             step.detail["laposta_links"] = laposta.link_subscriptions()
@@ -74,6 +80,8 @@ def people(run: PipelineRun) -> None:
 
     with run.step("photo-download", critical=False) as step:
         photos = download_photos(step, source)
+        if run.only is not None:
+            photos = {code: photo for code, photo in photos.items() if run.in_scope(code)}
     with run.step("photo-sync", critical=False, total=len(photos)) as step:
         in_export = {m.knvb_id for m in members}.union(unchanged) if run.dry_run else set()
         sync_photos(step, photos, dry_run=run.dry_run, in_export=in_export)
@@ -97,19 +105,22 @@ def member_values(record: MemberRecord) -> tuple:
 
 def sync_members(step: Step, members: list[MemberRecord], *, unchanged: list[str] = (),
                  existing: dict | None = None, keep: set[str] = frozenset(), dry_run: bool,
-                 edits: corrections.Edits | None = None) -> None:
+                 edits: corrections.Edits | None = None, retire: bool = True) -> None:
     """Create/update/skip members by hash; mark those who left the export as former.
 
     `unchanged`: relatiecodes the reader found unchanged (not converted).
     `keep`: relatiecodes on unreadable rows. They are still in the export, so
     they are not marked former because of a typo in one cell.
     `edits`: corrected contact fields (corrections.load_edits); the import keeps them.
+    `retire`: False for a run scoped with --only (it saw only some members).
     """
     edits = corrections.load_edits() if edits is None else edits
     if existing is None:
         existing = existing_hashes(Member.objects.all(), "knvb_id")
     with Upserter(step, Member, existing=existing,
-                  fields=(*MEMBER_FIELDS, "is_former", *corrections.SNAPSHOT_FIELDS), dry_run=dry_run) as upserter:
+                  fields=(*MEMBER_FIELDS, "is_former", *corrections.SNAPSHOT_FIELDS), dry_run=dry_run,
+                  identifier_kind="knvb_id", restored_when=("is_former", True),
+                  not_compared=corrections.SNAPSHOT_FIELDS) as upserter:
         upserter.skip_unchanged(unchanged)
         for record in members:
             with step.item(record):
@@ -119,8 +130,11 @@ def sync_members(step: Step, members: list[MemberRecord], *, unchanged: list[str
                                  {"knvb_id": r.knvb_id, "is_former": False, **dict(zip(MEMBER_FIELDS, v, strict=True))},
                                  edits.get(r.knvb_id)))
     # A former member's hash is cleared, so one who comes back counts as updated.
-    gone = [pk for key, (pk, digest) in upserter.unseen().items() if digest and key not in keep]
-    update_in_batches(step, Member, gone, dry_run=dry_run, is_former=True, source_hash="")
+    if not retire:
+        return
+    gone = {pk: key for key, (pk, digest) in upserter.unseen().items() if digest and key not in keep}
+    update_in_batches(step, Member, list(gone), dry_run=dry_run, is_former=True, source_hash="",
+                      history=Retired(gone, "knvb_id"))
     step.detail["former"] = len(gone)
 
 
@@ -139,7 +153,7 @@ def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool) -> N
 
     existing = existing_hashes(Parent.objects.all(), "email")
     with Upserter(step, Parent, existing=existing, fields=("name", "phone"), dry_run=dry_run,
-                  after_write=write_children, key_field="email") as upserter:
+                  after_write=write_children, key_field="email", identifier_kind="email") as upserter:
         for record in parents:
             with step.item(record):
                 children = tuple(sorted(code for code in record.children if code in member_pks))

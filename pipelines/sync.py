@@ -17,6 +17,10 @@
 - A batch that fails is retried row by row, each in its own `atomic()`, so one
   bad row becomes a RunError for that row and the others are still written.
 - With `dry_run` nothing is written; the counts are what would happen.
+- Record history (runs.history.ChangeLog): each batch writes, in its own
+  transaction, a RecordChange per created row and per updated row whose
+  fields differ (old values of the batch's updated rows: one query). The
+  retire path (`update_in_batches(..., history=Retired(...))`) does the same.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -31,6 +36,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from pipelines.readers import ReadResult
+from runs.history import ChangeLog
 from runs.pipeline import PipelineRun, Step
 
 logger = logging.getLogger("pipelines.sync")
@@ -190,6 +196,13 @@ class Upserter:
     `after_write(rows)` runs inside each batch's transaction with a list of
     (record, pk, created) for the rows just written; it needs `key_field` (the model
     field the key is) to learn the new rows' primary keys.
+
+    Record history: `identify(record, key)` gives the identifier a change is
+    filed under (default: the key) and `identifier_kind` its kind;
+    `label(record, key)` says which row of the record it is (a team and role,
+    a year); `not_compared` names written fields that are no part of the
+    record's story; `restored_when=(field, value)` marks an update of a row that had
+    that value (e.g. ("is_former", True)) as a restore.
     """
 
     def __init__(
@@ -204,6 +217,11 @@ class Upserter:
         key_field: str | None = None,
         batch_size: int = BATCH_SIZE,
         hash_field: str | None = "source_hash",
+        identify: Callable[[Any, Any], Any] | None = None,
+        identifier_kind: str = "",
+        label: Callable[[Any, Any], str] | None = None,
+        restored_when: tuple[str, Any] | None = None,
+        not_compared: Sequence[str] = (),
     ) -> None:
         if after_write is not None and key_field is None:
             raise ValueError("after_write needs key_field")
@@ -226,6 +244,15 @@ class Upserter:
         self.seen: set[Any] = set()
         self._creates: list[tuple[Any, Any, dict]] = []  # (record, key, row)
         self._updates: list[tuple[Any, int, dict]] = []  # (record, pk, row)
+        self._update_keys: dict[int, Any] = {}  # pk -> key, for the change history
+        self.identify = identify or (lambda _record, key: key)
+        self.identifier_kind = identifier_kind
+        self.label = label
+        self.restored_when = restored_when
+        # The fields a change compares: what the sync writes, not its bookkeeping.
+        # `not_compared`: written, but bookkeeping too (e.g. the members' Sportlink snapshot).
+        self.compared = [name for name in fields
+                         if name not in (hash_field, "last_synced_at") and name not in not_compared]
 
     def __enter__(self) -> Upserter:
         return self
@@ -259,6 +286,7 @@ class Upserter:
             outcome = "created"
         else:
             self._updates.append((record, found[0], row))
+            self._update_keys[found[0]] = key
             outcome = "updated"
         if len(self._creates) + len(self._updates) >= self.batch_size:
             self.flush()
@@ -268,6 +296,8 @@ class Upserter:
         """Count rows known unchanged before they were even converted (see read_members)."""
         self.seen.update(keys)
         self.step.skipped(len(keys))
+        # Handled without an error: their open problems (if any) resolve.
+        self.step.processed(keys)
 
     def unseen(self) -> dict[Any, tuple[int, str]]:
         """Rows in the registry whose key was not in this export."""
@@ -279,6 +309,7 @@ class Upserter:
         if not creates and not updates:
             return
         if self.dry_run:
+            self._update_keys.clear()
             self.step.created(len(creates))
             self.step.updated(len(updates))
             return
@@ -288,14 +319,33 @@ class Upserter:
         except Exception as exc:  # noqa: BLE001 - isolated row by row below
             logger.info("batch write of %s failed (%s); retrying row by row", self.model.__name__, exc)
             self._one_by_one(creates, updates)
+            self._update_keys.clear()
             return
+        self._update_keys.clear()
         self.step.created(len(creates))
         self.step.updated(len(updates))
 
     def _write(self, creates: list, updates: list) -> None:
+        log = ChangeLog(self.step, record_type=str(self.model._meta.verbose_name),
+                        identifier_kind=self.identifier_kind)
+        old: dict[int, dict] = {}
+        if log.enabled and updates and self.compared:
+            # The batch's old values, in one query, inside the batch's transaction.
+            names = self.compared
+            old = {pk: dict(zip(names, values, strict=True)) for pk, *values in self.model.objects.filter(
+                pk__in=[pk for _record, pk, _row in updates]).order_by().values_list("pk", *names)}
         self.writer.insert([row for _record, _key, row in creates])
         self.writer.update([pk for _record, pk, _row in updates], [row for _record, _pk, row in updates],
                            self.update_fields)
+        if log.enabled:
+            label = self.label
+            for record, key, _row in creates:
+                log.created(self.identify(record, key), label=label(record, key) if label else "")
+            for record, pk, row in updates:
+                key = self._update_keys.get(pk)
+                log.updated(self.identify(record, key), old.get(pk, {}), {n: row[n] for n in self.compared},
+                            label=label(record, key) if label else "", restored_when=self.restored_when)
+            log.write()
         if self.after_write is not None:
             pairs = [(record, pk, False) for record, pk, _row in updates]
             if creates:
@@ -321,19 +371,58 @@ class Upserter:
         (self.step.created if created else self.step.updated)()
 
 
+@dataclass
+class Retired:
+    """How `update_in_batches` files a retire in the record history.
+
+    `identifiers`: pk -> identifier of every row retired; `labels`: pk ->
+    which row of the record it is (optional); `fields`: the fields whose old
+    and new value the change shows (default: every field set, but the hash).
+    """
+
+    identifiers: dict[int, Any]
+    identifier_kind: str = ""
+    labels: dict[int, str] = field(default_factory=dict)
+    fields: Sequence[str] | None = None
+
+
 def update_in_batches(step: Step, model: type[models.Model], pks: Sequence[int], *, dry_run: bool,
-                      batch_size: int = BATCH_SIZE, **values: Any) -> int:
-    """UPDATE rows by pk in short transactions (e.g. mark members former); counted as updated."""
+                      batch_size: int = BATCH_SIZE, history: Retired | None = None, **values: Any) -> int:
+    """UPDATE rows by pk in short transactions (e.g. mark members former); counted as updated.
+
+    With `history`, each batch also writes a `retired` RecordChange per row
+    (old values read before and new ones after the UPDATE, in the batch's
+    transaction: two queries per batch, so expressions like Coalesce show
+    their result).
+    """
     pks = list(pks)
     if dry_run:
         step.updated(len(pks))
         return len(pks)
+    shown = [name for name in (history.fields if history and history.fields is not None else values)
+             if name not in ("source_hash", "last_synced_at")] if history else []
     for start in range(0, len(pks), batch_size):
         chunk = pks[start:start + batch_size]
         with transaction.atomic():
+            log = ChangeLog(step, record_type=str(model._meta.verbose_name),
+                            identifier_kind=history.identifier_kind) if history else None
+            before = _values_of(model, chunk, shown) if log is not None and log.enabled else None
             model.objects.filter(pk__in=chunk).update(**values)
+            if before is not None:
+                after = _values_of(model, chunk, shown)
+                for pk in chunk:
+                    old, new = before.get(pk, {}), after.get(pk, {})
+                    log.retired(history.identifiers.get(pk, pk),
+                                {name: (old.get(name), new.get(name)) for name in shown},
+                                label=history.labels.get(pk, ""))
+                log.write()
         step.updated(len(chunk))
     return len(pks)
+
+
+def _values_of(model: type[models.Model], pks: list[int], names: Sequence[str]) -> dict[int, dict]:
+    rows = model.objects.filter(pk__in=pks).order_by().values_list("pk", *names)
+    return {pk: dict(zip(names, rest, strict=True)) for pk, *rest in rows}
 
 
 def knvb_map(*, include_former: bool = True, dry_run: bool = False) -> dict[str, int]:

@@ -11,6 +11,7 @@ from pipelines.models import Team, TeamMembership
 from pipelines.readers import read_teams
 from pipelines.sources import sportlink_source
 from pipelines.sync import (
+    Retired,
     UnknownMember,
     Upserter,
     download,
@@ -29,13 +30,18 @@ def teams(run: PipelineRun) -> None:
     result = download(run, "team-download", source, "teams", read_teams,
                       describe=lambda result: {"teams": len({r.team_id for r in result.records})})
     roles = result.records
+    if run.only is not None:
+        # runsync --only: the named members' roles and the named teams (with their roles).
+        roles = [r for r in roles if run.in_scope(r.knvb_id, r.team_name, r.team_id)]
     found: dict[str, tuple[str, str]] = {}
     for record in roles:
-        found.setdefault(record.team_id, (record.team_name, record.team_kind))
+        if run.in_scope(record.team_name, record.team_id):
+            found.setdefault(record.team_id, (record.team_name, record.team_kind))
 
     with run.step("team-sync", total=len(found)) as step:
         existing = existing_hashes(Team.objects.all(), "sportlink_id")
-        with Upserter(step, Team, existing=existing, fields=("name", "kind"), dry_run=run.dry_run) as upserter:
+        with Upserter(step, Team, existing=existing, fields=("name", "kind"), dry_run=run.dry_run,
+                      identify=lambda item, _key: item["team_name"], identifier_kind="team") as upserter:
             for team_id, (name, kind) in found.items():
                 item = {"team_name": name}
                 with step.item(item):
@@ -51,7 +57,8 @@ def teams(run: PipelineRun) -> None:
         existing = existing_hashes(TeamMembership.objects.filter(until__isnull=True), "member__knvb_id",
                                    "team__sportlink_id", "role", hash_field="until")
         with Upserter(step, TeamMembership, existing=existing, fields=(), dry_run=run.dry_run,
-                      hash_field=None) as upserter:
+                      hash_field=None, identify=lambda _record, key: key[0], identifier_kind="knvb_id",
+                      label=lambda record, _key: f"{record.team_name} ({record.role or 'no role'})") as upserter:
             seen = set()
             for record in roles:
                 key = (record.knvb_id, record.team_id, record.role)
@@ -68,6 +75,12 @@ def teams(run: PipelineRun) -> None:
                     upserter.add(record, key=key, values={"member_id": member_id, "team_id": team_pk,
                                                           "role": record.role, "since": today}, digest=None)
         # Left the team: the membership is closed, not deleted (it is history).
-        gone = [pk for pk, _until in upserter.unseen().values()]
-        update_in_batches(step, TeamMembership, gone, dry_run=run.dry_run, until=today)
+        # A scoped run (--only) saw some roles only: it closes nothing.
+        unseen = upserter.unseen() if run.only is None else {}
+        names = dict(Team.objects.values_list("sportlink_id", "name")) if unseen else {}
+        update_in_batches(step, TeamMembership, [pk for pk, _until in unseen.values()], dry_run=run.dry_run,
+                          until=today, history=Retired(
+                              {pk: key[0] for key, (pk, _until) in unseen.items()}, "knvb_id",
+                              labels={pk: f"{names.get(key[1], key[1])} ({key[2] or 'no role'})"
+                                      for key, (pk, _until) in unseen.items()}))
     run.summary.update(teams=len(found), memberships=len(seen))

@@ -55,6 +55,29 @@ def run_now(request: HttpRequest, name: str) -> HttpResponse:
 
 @staff_member_required
 @require_POST
+@permission_required("runs.trigger_run", raise_exception=True)
+def sync_records(request: HttpRequest, name: str) -> HttpResponse:
+    """"Sync again" on the record page: queue pipeline `name` for the posted
+    identifiers only (`only`, one or more fields)."""
+    from runs.history import identifiers_in
+
+    only = identifiers_in(request.POST.getlist("only"))
+    if not only:
+        messages.error(request, "Name the record to sync (no identifier was sent).")
+        return redirect(_back(request, pipeline_url(name)))
+    try:
+        result = trigger_run(name, user=request.user, mode=str(Mode.DASHBOARD), only=only)
+    except UnknownPipeline:
+        raise Http404(f"Unknown pipeline {name!r}") from None
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect(_back(request, pipeline_url(name)))
+    (messages.success if result.queued else messages.warning)(request, result.message)
+    return redirect(_back(request, pipeline_url(name)))
+
+
+@staff_member_required
+@require_POST
 @permission_required("runs.cancel_run", raise_exception=True)
 def cancel(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=pk)

@@ -25,11 +25,11 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext
 
-from runs.models import Run, RunError, RunQuerySet, RunStatus, RunStep
+from runs.models import RecordChange, RecordProblem, Run, RunError, RunQuerySet, RunStatus, RunStep
 from runs.pipeline import UnknownPipeline, all_pipelines
 from runs.selectors import errors_of_pipeline, identifier_prefix_q
 from runs.services import cancel_run, trigger_run
-from runs.templatetags.runs_extras import duration, number, status_badge
+from runs.templatetags.runs_extras import duration, number, record_link, status_badge
 
 ERROR_INLINE_LIMIT = 20
 
@@ -186,8 +186,12 @@ class RunErrorInline(admin.TabularInline):
     extra = 0
     can_delete = False
     verbose_name_plural = f"errors (the first {ERROR_INLINE_LIMIT}; the link above lists them all)"
-    fields = ("step_name", "identifier", "identifier_kind", "message", "created_at")
+    fields = ("step_name", "identifier_col", "identifier_kind", "message", "created_at")
     readonly_fields = fields
+
+    @admin.display(description="identifier")
+    def identifier_col(self, obj):
+        return record_link(obj.identifier) or "—"
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -353,14 +357,14 @@ class CheapDatesErrorQuerySet(CheapDatesMixin, QuerySet):
 
 @admin.register(RunError)
 class RunErrorAdmin(HistoryAdmin):
-    list_display = ("created", "identifier", "identifier_kind", "run_col", "step_name", "short_message")
+    list_display = ("created", "identifier_col", "identifier_kind", "run_col", "step_name", "short_message")
     list_filter = (ErrorPipelineFilter,)
     date_hierarchy = "created_at"
     list_select_related = ("run",)
     search_fields = ("=identifier",)
     search_help_text = ("An identifier (relatiecode, email…; matches the start), a run id (#123), "
                         "or message:text to search messages (slow on a big table).")
-    readonly_fields = ("run_col", "step_name", "identifier", "identifier_kind", "created_at", "message",
+    readonly_fields = ("run_col", "step_name", "identifier_col", "identifier_kind", "created_at", "message",
                        "traceback_block")
     fields = readonly_fields
 
@@ -388,6 +392,10 @@ class RunErrorAdmin(HistoryAdmin):
     def created(self, obj):
         return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S")
 
+    @admin.display(description="identifier", ordering="identifier")
+    def identifier_col(self, obj):
+        return record_link(obj.identifier) or "—"
+
     @admin.display(description="run")
     def run_col(self, obj):
         return format_html('{} · <a href="{}">dashboard</a>', run_link(obj.run_id, f"{obj.run.pipeline} #{obj.run_id}"),
@@ -400,3 +408,51 @@ class RunErrorAdmin(HistoryAdmin):
     @admin.display(description="traceback")
     def traceback_block(self, obj):
         return format_html('<pre style="white-space:pre-wrap">{}</pre>', obj.traceback) if obj.traceback else "—"
+
+
+# --- record history -------------------------------------------------------------
+
+
+class IdentifierSearchMixin:
+    """Search an identifier exactly or by prefix (an index range), never icontains."""
+
+    search_fields = ("=identifier",)
+    search_help_text = "An identifier (relatiecode, email, team…; matches the start)."
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(identifier=term) | identifier_prefix_q(term)), False
+
+    @admin.display(description="identifier", ordering="identifier")
+    def identifier_col(self, obj):
+        return record_link(obj.identifier)
+
+
+@admin.register(RecordChange)
+class RecordChangeAdmin(IdentifierSearchMixin, HistoryAdmin):
+    list_display = ("created_at", "identifier_col", "action", "record_type", "label", "pipeline", "run_col")
+    list_filter = ("action",)
+    readonly_fields = ("created_at", "identifier_col", "identifier_kind", "record_type", "label", "action",
+                       "changes", "pipeline", "step_name", "run_col")
+    fields = readonly_fields
+
+    @admin.display(description="run")
+    def run_col(self, obj):
+        return run_link(obj.run_id)
+
+
+@admin.register(RecordProblem)
+class RecordProblemAdmin(IdentifierSearchMixin, HistoryAdmin):
+    list_display = ("identifier_col", "pipeline", "first_seen_at", "last_seen_at", "failing_runs", "resolved_at",
+                    "resolution", "short_message")
+    list_filter = (PipelineFilter, "resolution")
+    readonly_fields = ("identifier_col", "identifier_kind", "pipeline", "step_name", "message", "first_seen_at",
+                       "last_seen_at", "failing_runs", "first_run", "last_run", "resolved_at", "resolution",
+                       "resolved_run")
+    fields = readonly_fields
+
+    @admin.display(description="latest message")
+    def short_message(self, obj):
+        return obj.message if len(obj.message) <= 200 else obj.message[:200] + "…"

@@ -30,7 +30,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
-from runs.models import ApiToken, Run, RunError, RunStatus, RunStep
+from runs.models import ApiToken, RecordProblem, Run, RunError, RunStatus, RunStep
 from runs.pipeline import UnknownPipeline, all_pipelines, get_pipeline
 
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.yaml"
@@ -138,6 +138,7 @@ def run_json(run: Run, request: HttpRequest) -> dict:
         "failed": run.failed,
         "error_count": run.error_count,
         "message": run.message,
+        "only": run.only or None,
         "url": settings.SITE_URL + run.get_absolute_url(),
         "api_url": request.build_absolute_uri(reverse("api:run", args=[run.pk])),
     }
@@ -335,6 +336,37 @@ def run_errors(request, pk: int):
     )
 
 
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _only_from_body(request: HttpRequest) -> list[str] | None:
+    """The trigger's optional scope (record history): a JSON body {"only": [...]},
+    or `only` form fields. Anything else with a body is refused, so a scope
+    is never silently dropped (which would run every record)."""
+    from runs.services import check_only
+
+    if request.content_type in _FORM_TYPES:
+        # The form was parsed already (the CSRF check reads it): use POST, not the body.
+        values = request.POST.getlist("only") if "only" in request.POST else None
+    else:
+        if not request.body.strip():
+            return None
+        if request.content_type != "application/json":
+            raise ApiError(400, 'Send the scope as JSON (Content-Type: application/json), e.g. '
+                                '{"only": ["ABC1234"]}, or send no body.')
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            raise ApiError(400, 'The body must be JSON, e.g. {"only": ["ABC1234"]}, or empty.') from None
+        if not isinstance(body, dict) or set(body) - {"only"}:
+            raise ApiError(400, 'The body may only hold "only": a list of identifiers.')
+        values = body.get("only")
+    try:
+        return check_only(values)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
 @api_view(methods=("POST",), permission="runs.trigger_run")
 def trigger(request, name: str):
     from runs.services import trigger_run
@@ -343,7 +375,8 @@ def trigger(request, name: str):
         get_pipeline(name)
     except UnknownPipeline as exc:
         raise ApiError(404, str(exc)) from None
-    result = trigger_run(name, user=request.api_user, mode="api")
+    only = _only_from_body(request)
+    result = trigger_run(name, user=request.api_user, mode="api", only=only)
     running = getattr(result, "running_run", None)
     body = {
         "queued": bool(result.queued),
@@ -352,6 +385,62 @@ def trigger(request, name: str):
         "running_run_id": getattr(running, "pk", running),
     }
     return JsonResponse(body, status=202 if result.queued else 409)
+
+
+def problem_json(problem: RecordProblem, request: HttpRequest) -> dict:
+    return {
+        "id": problem.pk,
+        "pipeline": problem.pipeline,
+        "identifier": problem.identifier,
+        "identifier_kind": problem.identifier_kind,
+        "step_name": problem.step_name,
+        "message": problem.message,
+        "first_seen_at": _iso(problem.first_seen_at),
+        "last_seen_at": _iso(problem.last_seen_at),
+        "failing_runs": problem.failing_runs,
+        "first_run_id": problem.first_run_id,
+        "last_run_id": problem.last_run_id,
+        "resolved_at": _iso(problem.resolved_at),
+        "resolution": problem.resolution or None,
+        "resolved_run_id": problem.resolved_run_id,
+        "record_url": settings.SITE_URL + reverse("runs:record", args=[problem.identifier]),
+    }
+
+
+@api_view()
+def problems(request):
+    """Open problems, newest first, or ?state=resolved; keyset-paginated."""
+    from runs.selectors import MIN_PREFIX, identifier_prefix_q, problems_queryset
+
+    state = request.GET.get("state") or "open"
+    if state not in ("open", "resolved"):
+        raise ApiError(400, "state must be open or resolved.")
+    resolved = state == "resolved"
+    qs = problems_queryset(resolved=resolved)
+    if pipeline := request.GET.get("pipeline"):
+        qs = qs.filter(pipeline=pipeline)
+    if identifier := request.GET.get("identifier", "").strip():
+        if request.GET.get("match") == "prefix" and len(identifier) >= MIN_PREFIX:
+            qs = qs.filter(identifier_prefix_q(identifier))
+        else:
+            qs = qs.filter(identifier=identifier)
+    order_field = "resolved_at" if resolved else "last_seen_at"
+    if cursor := request.GET.get("cursor"):
+        value = _decode_cursor(cursor)
+        try:
+            at, pk = datetime.fromisoformat(value[0]), int(value[1])
+        except (IndexError, TypeError, ValueError):
+            raise ApiError(400, "Invalid cursor.") from None
+        qs = qs.filter(Q(**{f"{order_field}__lt": at}) | Q(**{order_field: at, "pk__lt": pk}))
+    limit = _limit(request)
+    page = list(qs[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    next_url = None
+    if more:
+        last = page[-1]
+        next_url = _next_url(request, _encode_cursor([getattr(last, order_field).isoformat(), last.pk]))
+    return JsonResponse({"results": [problem_json(p, request) for p in page], "next": next_url})
 
 
 def openapi(request):

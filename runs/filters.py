@@ -13,7 +13,7 @@ import django_filters
 from django import forms
 from django.utils import timezone
 
-from runs.models import Mode, Run, RunError, RunStatus
+from runs.models import Mode, RecordProblem, Run, RunError, RunStatus
 from runs.pipeline import all_pipelines
 from runs.selectors import MIN_PREFIX, errors_of_pipeline, identifier_prefix_q
 
@@ -94,5 +94,32 @@ class ErrorFilter(DateRangeMixin, django_filters.FilterSet):
             return queryset
         if self.form.cleaned_data.get("match") == "exact" or len(value) < MIN_PREFIX:
             # Index: runerror_identifier_created, already in newest-first order.
+            return queryset.filter(identifier=value)
+        return queryset.filter(identifier_prefix_q(value))
+
+
+class ProblemFilter(django_filters.FilterSet):
+    """/problems/: open (default) or resolved, one pipeline, an identifier (exact or prefix)."""
+
+    state = django_filters.ChoiceFilter(choices=[("open", "open"), ("resolved", "recently resolved")],
+                                        method="filter_noop", empty_label=None, label="State")
+    pipeline = django_filters.ChoiceFilter(choices=pipeline_choices, empty_label="all pipelines")
+    identifier = django_filters.CharFilter(method="filter_identifier", label="Identifier",
+                                           widget=forms.TextInput(attrs={"placeholder": "relatiecode or email"}))
+    match = django_filters.ChoiceFilter(choices=[("prefix", "starts with"), ("exact", "exactly")],
+                                        method="filter_noop", empty_label=None, label="Match")
+
+    class Meta:
+        model = RecordProblem
+        fields = ["state", "pipeline", "identifier", "match"]
+
+    def filter_noop(self, queryset, name, value):
+        return queryset
+
+    def filter_identifier(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        if self.form.cleaned_data.get("match") == "exact" or len(value) < MIN_PREFIX:
             return queryset.filter(identifier=value)
         return queryset.filter(identifier_prefix_q(value))

@@ -175,7 +175,12 @@ class Item:
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
-        if exc_type is None or not issubclass(exc_type, Exception) or issubclass(exc_type, SkipStep):
+        if exc_type is None:
+            # Processed: identified lazily, at the end of the run, and only
+            # when the pipeline has open problems (runs.history).
+            self.step._processed.append(self.obj if self.identifier is None else str(self.identifier))
+            return False
+        if not issubclass(exc_type, Exception) or issubclass(exc_type, SkipStep):
             return False
         self.step.fail_item(exc, obj=self.obj, identifier=self.identifier)
         return True
@@ -191,6 +196,7 @@ class Step:
         self._initial_total = total
         self._tracker = run.tracker
         self._cancel = run.tracker.cancel_event
+        self._processed = run.tracker.processed_items
         self.id: int | None = None
         # Counts are kept here when tracking could not start, so a pipeline
         # (and its tests) behave the same with or without a database.
@@ -243,6 +249,12 @@ class Step:
         else:
             self._tracker.record_error(step_id=self.id, step_name=self.name, identifier=identifier,
                                        identifier_kind=kind or identifier_kind, message=exc)
+
+    def processed(self, identifiers: Any) -> None:
+        """Mark records as handled without an error outside `step.item` (e.g.
+        rows found unchanged in bulk, or sent to a destination): their open
+        problems resolve at the end of the run unless they also had an error."""
+        self._processed.extend(str(i) for i in identifiers)
 
     def record_errors(self, errors: Any) -> None:
         """Record errors reported by a helper: a list of dicts/exceptions, or a count."""
@@ -303,10 +315,23 @@ class PipelineRun:
         self.child_statuses: list[str] = []
         self.step_results: list[Step] = []
         self.current_step: Step | None = None
+        #: The run's scope: None for every record, else the identifiers of
+        #: `runsync --only` (a frozenset, case-folded). A scoped run reads the
+        #: export, processes and sends only those records, and never retires,
+        #: ends or deletes anything; every pipeline honours it (see in_scope).
+        self.only: frozenset[str] | None = (
+            frozenset(str(i).strip().casefold() for i in tracker.only) if tracker.only else None)
 
     @property
     def run_id(self) -> int | None:
         return self.tracker.run_id
+
+    def in_scope(self, *identifiers: Any) -> bool:
+        """Whether a record belongs to this run: always without `only`, else
+        when any of its identifiers (relatiecode, email, team, ...) is named."""
+        if self.only is None:
+            return True
+        return any(i is not None and str(i).strip().casefold() in self.only for i in identifiers)
 
     def step(self, name: str, *, critical: bool = True, total: int | None = None) -> Step:
         return Step(self, name, critical=critical, total=total)
@@ -346,7 +371,7 @@ class PipelineRun:
         self.check_cancelled(query=True)
         sid = self.tracker.start_step(name, critical=False)
         child = run_pipeline(name, mode=self.mode, dry_run=self.dry_run, parent=self.tracker.run_id,
-                             triggered_by_id=self.triggered_by_id)
+                             triggered_by_id=self.triggered_by_id, only=self.tracker.only)
         self.child_statuses.append(child.status)
         step_status = {
             RunStatus.SUCCESS: StepStatus.SUCCESS,

@@ -7,6 +7,9 @@
   `error_count`, so history stays truthful. The protected runs keep theirs.
 - django-q2's task results and sent alert notifications older than
   RUNS_KEEP_DAYS go (Q_CLUSTER save_limit bounds successes only).
+- Record changes (RecordChange) older than RECORD_CHANGES_KEEP_DAYS go; a
+  pruned run's younger changes stay (their run is set to NULL). Resolved
+  problems older than that go too; open ones always stay.
 
 Everything is deleted in batches, one short transaction each, with explicit
 DELETEs by primary key in child-to-parent order (no ORM collector loading
@@ -27,7 +30,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from runs.models import Notification, Run, RunError, RunStatus, RunStep
+from runs.models import Notification, RecordChange, RecordProblem, Run, RunError, RunStatus, RunStep
 
 logger = logging.getLogger("runs.retention")
 
@@ -39,12 +42,17 @@ class PruneResult:
     errors: int = 0
     tasks: int = 0
     notifications: int = 0
+    changes: int = 0
+    problems: int = 0
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"Removed {self.runs} run(s) with {self.steps} step(s), {self.errors} error(s), "
             f"{self.tasks} task result(s) and {self.notifications} notification(s)."
         )
+        if self.changes or self.problems:
+            text += f" Removed {self.changes} record change(s) and {self.problems} resolved problem(s)."
+        return text
 
 
 def protected_run_ids() -> set[int]:
@@ -81,6 +89,7 @@ def prune_runs(
     errors_keep_days: int | None = None,
     batch_size: int = 500,
     pause_s: float = 0.01,
+    changes_keep_days: int | None = None,
 ) -> PruneResult:
     """Delete history past retention in short batches; returns what went."""
     now = now or timezone.now()
@@ -148,8 +157,34 @@ def prune_runs(
         if not ids:
             break
         result.notifications += Notification.objects.filter(pk__in=ids).delete()[0]
+    _prune_record_history(result, now=now, keep_days=changes_keep_days, batch_size=batch_size, pause_s=pause_s)
     logger.info("%s", result)
     return result
+
+
+def _prune_record_history(result: PruneResult, *, now: datetime, keep_days: int | None, batch_size: int,
+                          pause_s: float) -> None:
+    """Record changes and resolved problems past RECORD_CHANGES_KEEP_DAYS, oldest
+    first along recordchange_created / recordproblem_resolved, in short batches."""
+    keep_days = settings.RECORD_CHANGES_KEEP_DAYS if keep_days is None else keep_days
+    cutoff = now - timedelta(days=keep_days)
+    table = RecordChange._meta.db_table
+    while True:
+        ids = list(RecordChange.objects.filter(created_at__lt=cutoff).order_by("created_at")
+                   .values_list("pk", flat=True)[: batch_size * 4])
+        if not ids:
+            break
+        with transaction.atomic():
+            result.changes += _delete_where_in(table, "id", ids)
+        if pause_s:
+            time.sleep(pause_s)
+    while True:
+        ids = list(RecordProblem.objects.filter(resolved_at__lt=cutoff).order_by("-resolved_at")
+                   .values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        with transaction.atomic():
+            result.problems += _delete_where_in(RecordProblem._meta.db_table, "id", ids)
 
 
 def _detach_other_references(ids: list[int]) -> None:

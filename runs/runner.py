@@ -28,6 +28,7 @@ def run_pipeline(
     triggered_by_id: int | None = None,
     task_id: str = "",
     on_start: Callable[[RunTracker], None] | None = None,
+    only: list[str] | None = None,
 ) -> Run:
     """Run pipeline `name` and return its finished Run.
 
@@ -37,6 +38,10 @@ def run_pipeline(
     KeyboardInterrupt or SystemExit still finishes the run (`failed`); the two
     latter are re-raised afterwards. A honoured cancel request ends it
     `cancelled`. Raises UnknownPipeline for a name that is not registered.
+
+    `only`: identifiers to sync alone (`run.only`, recorded on the run).
+    After the run, its errors and processed records update the open
+    problems (runs.history.record_problems).
     """
     pipeline = get_pipeline(name)
     parent_id = parent.pk if isinstance(parent, Run) else parent
@@ -53,6 +58,7 @@ def run_pipeline(
         dry_run=dry_run,
         task_id=task_id,
         identifier_keys=pipeline.identifier_keys,
+        only=only,
     )
     tracker.start_run()
     if tracker.held_by is not None:
@@ -88,9 +94,20 @@ def run_pipeline(
             status = compute_run_status([s.status for s in tracker.steps.values()], tracker.error_count,
                                         run.child_statuses)
         tracker.end_run(status=status, summary=run.summary, message=message)
+        _record_problems(tracker)
     if escaped is not None:
         raise escaped
     return _load(tracker, name)
+
+
+def _record_problems(tracker: RunTracker) -> None:
+    # Like tracking itself: a failure here is logged, never raised into the run.
+    try:
+        from runs.history import record_problems
+
+        record_problems(tracker)
+    except Exception:
+        logger.exception("could not update the open problems of run #%s", tracker.run_id)
 
 
 def _load(tracker: RunTracker, name: str) -> Run:

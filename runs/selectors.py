@@ -16,7 +16,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from runs.models import Run, RunError, RunStatus, RunStep
+from runs.models import RecordChange, RecordProblem, Run, RunError, RunStatus, RunStep
 from runs.pipeline import Pipeline, all_pipelines
 
 logger = logging.getLogger("runs.selectors")
@@ -232,3 +232,65 @@ def grouped_errors(qs: QuerySet[RunError], *, bounded_by_identifier: bool, limit
 
 def now() -> datetime:
     return timezone.now()
+
+
+# --- record history: the record page and open problems ------------------------
+
+#: How much of one record's history the record page shows (newest first).
+RECORD_CHANGES_SHOWN = 100
+RECORD_ERRORS_SHOWN = 50
+RECORD_PROBLEMS_SHOWN = 50
+#: Open problems counted per pipeline at most (the card says "1,000+").
+OPEN_PROBLEMS_CAP = 1000
+
+
+def record_changes(identifier: str, limit: int = RECORD_CHANGES_SHOWN) -> list[RecordChange]:
+    """One identifier's newest changes: a range of recordchange_identifier (no sort)."""
+    return list(RecordChange.objects.filter(identifier=identifier).order_by("-created_at", "-id")[:limit])
+
+
+def record_errors(identifier: str, limit: int = RECORD_ERRORS_SHOWN) -> list[RunError]:
+    """One identifier's newest errors: a range of runerror_identifier_created, no join
+    (the error carries its pipeline; the run is linked by id)."""
+    return list(RunError.objects.filter(identifier=identifier).order_by("-created_at", "-id")[:limit])
+
+
+def record_problems(identifier: str, limit: int = RECORD_PROBLEMS_SHOWN) -> list[RecordProblem]:
+    """One identifier's problems, open first, then the newest (recordproblem_identifier)."""
+    problems = list(RecordProblem.objects.filter(identifier=identifier).order_by("-last_seen_at", "-id")[:limit])
+    problems.sort(key=lambda p: p.resolved_at is not None)  # stable: open ones first, each newest first
+    return problems
+
+
+def problems_queryset(*, resolved: bool = False) -> QuerySet[RecordProblem]:
+    """/problems/: open ones by last seen (recordproblem_open_seen), or resolved
+    ones by when they were resolved (recordproblem_resolved), newest first."""
+    if resolved:
+        return RecordProblem.objects.filter(resolved_at__isnull=False).order_by("-resolved_at", "-id")
+    return RecordProblem.objects.filter(resolved_at__isnull=True).order_by("-last_seen_at", "-id")
+
+
+def open_problem_counts(names: list[str], cap: int = OPEN_PROBLEMS_CAP) -> dict[str, int]:
+    """Open problems per pipeline, each counted up to `cap` (one capped
+    subquery per pipeline over the recordproblem_open_pipeline partial index,
+    in one UNION ALL): open problems are current state, not history, but a
+    broken export could open one per member."""
+    counts = {name: 0 for name in names}
+    if not names:
+        return counts
+    table = connection.ops.quote_name(RecordProblem._meta.db_table)
+    arm = (f"SELECT CAST(%s AS varchar(64)) AS pipeline, COUNT(*) AS n FROM (SELECT 1 FROM {table} "  # noqa: S608
+           f"WHERE pipeline = %s AND resolved_at IS NULL LIMIT {int(cap)}) AS t{{i}}")
+    sql = " UNION ALL ".join(arm.format(i=i) for i in range(len(names)))
+    params = [value for name in names for value in (name, name)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for name, n in cursor.fetchall():
+            counts[name] = n
+    return counts
+
+
+def pipeline_open_problems(name: str, limit: int = 20) -> list[RecordProblem]:
+    """The pipeline page's newest open problems (recordproblem_open_pipeline)."""
+    return list(RecordProblem.objects.filter(pipeline=name, resolved_at__isnull=True)
+                .order_by("-last_seen_at", "-id")[:limit])

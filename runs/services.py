@@ -40,7 +40,32 @@ class TriggerResult:
     task_id: str | None = None
 
 
-def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard") -> TriggerResult:
+#: The most identifiers one scoped run (`only`) may name.
+ONLY_MAX = 500
+
+
+def check_only(only) -> list[str] | None:
+    """Validate a run's scope: None, or a list of 1..ONLY_MAX non-empty identifiers (ValueError)."""
+    if only is None:
+        return None
+    if isinstance(only, str) or not isinstance(only, (list, tuple)):
+        raise ValueError("only must be a list of identifiers, e.g. [\"ABC1234\"].")
+    cleaned = []
+    for value in only:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("only must list identifiers as non-empty strings.")
+        if len(value) > 255:
+            raise ValueError("An identifier in only is longer than 255 characters.")
+        if value.strip() not in cleaned:
+            cleaned.append(value.strip())
+    if not cleaned:
+        raise ValueError("only must name at least one identifier.")
+    if len(cleaned) > ONLY_MAX:
+        raise ValueError(f"only names {len(cleaned)} identifiers; at most {ONLY_MAX} per run.")
+    return cleaned
+
+
+def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard", only: list[str] | None = None) -> TriggerResult:
     """Queue pipeline `pipeline` on the django-q2 cluster, unless it is already running.
 
     The task is enqueued with `transaction.on_commit`, so it never starts
@@ -50,10 +75,13 @@ def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard") -> Trigger
     queue. Two requests racing past this check are still safe: the runner's
     lock records the second as a `skipped` run. Raises UnknownPipeline for a
     name that is not registered.
+
+    `only`: identifiers to sync alone (see check_only; ValueError when invalid).
     """
     from django_q.tasks import async_task
 
     get_pipeline(pipeline)
+    only = check_only(only)
     if mode not in Mode.values:
         raise ValueError(f"unknown mode {mode!r}")
     mode = str(mode)  # a plain str in the task payload, not the enum
@@ -65,14 +93,17 @@ def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard") -> Trigger
     holder: dict[str, str] = {}
     triggered_by_id = user.pk if user is not None and getattr(user, "pk", None) else None
 
+    scope = {"only": only} if only else {}
+
     def enqueue() -> None:
         holder["task_id"] = async_task(
             "runs.tasks.run_pipeline_task", pipeline, mode=mode, triggered_by_id=triggered_by_id,
-            q_options={"group": f"pipeline:{pipeline}"},
+            q_options={"group": f"pipeline:{pipeline}"}, **scope,
         )
 
     transaction.on_commit(enqueue)
-    return TriggerResult(True, f"{pipeline} queued; it starts as soon as a worker is free.",
+    what = f"{pipeline} for {', '.join(only)}" if only else pipeline
+    return TriggerResult(True, f"{what} queued; it starts as soon as a worker is free.",
                          task_id=holder.get("task_id"))
 
 

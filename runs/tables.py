@@ -8,8 +8,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from runs.models import Run, RunError
-from runs.templatetags.runs_extras import duration, localstamp, number, status_badge
+from runs.models import RecordProblem, Run, RunError
+from runs.templatetags.runs_extras import duration, localstamp, number, record_link, status_badge, when
 
 
 class NumberColumn(tables.Column):
@@ -87,8 +87,8 @@ class ErrorTable(tables.Table):
 
     def render_identifier(self, value, record):
         url = reverse("runs:errors") + "?" + urlencode({"identifier": value, "match": "exact"})
-        return format_html('<a href="{}">{}</a> <span class="muted">{}</span>', url, value,
-                           record.identifier_kind)
+        return format_html('{} <span class="muted">{}</span> <a href="{}" class="muted" title="{}">errors</a>',
+                           record_link(value), record.identifier_kind, url, "This identifier's errors")
 
     def render_run(self, value, record):
         return format_html('<a href="{}">{} #{}</a>', reverse("runs:detail", args=[value]), record.run.pipeline,
@@ -100,3 +100,43 @@ class ErrorTable(tables.Table):
     def order_created_at(self, queryset, is_descending):
         prefix = "-" if is_descending else ""
         return queryset.order_by(f"{prefix}created_at", f"{prefix}id"), True
+
+
+class ProblemTable(tables.Table):
+    identifier = tables.Column(orderable=False)
+    pipeline = tables.Column(orderable=False, linkify=lambda record: reverse("runs:pipeline", args=[record.pipeline]))
+    first_seen_at = tables.Column(verbose_name="Failing since", orderable=False)
+    failing_runs = tables.Column(verbose_name="Runs in a row", orderable=False, attrs={"td": {"class": "num"}})
+    message = tables.Column(verbose_name="Latest message", orderable=False)
+    last_seen_at = tables.Column(verbose_name="Last seen", orderable=False)
+    resolved_at = tables.Column(verbose_name="Resolved", orderable=False)
+
+    class Meta:
+        model = RecordProblem
+        fields = ("identifier", "pipeline", "first_seen_at", "failing_runs", "message", "last_seen_at",
+                  "resolved_at")
+        attrs = {"class": "table problems"}
+        empty_text = "No problems match."
+
+    def render_identifier(self, value, record):
+        return format_html('{} <span class="muted">{}</span>', record_link(value), record.identifier_kind)
+
+    def render_first_seen_at(self, value):
+        return when(value)
+
+    def render_last_seen_at(self, value, record):
+        if record.last_run_id:
+            return format_html('{} <a href="{}">run #{}</a>', when(value),
+                               reverse("runs:detail", args=[record.last_run_id]), record.last_run_id)
+        return when(value)
+
+    def render_failing_runs(self, value):
+        return number(value)
+
+    def render_message(self, value, record):
+        text = value if len(value) <= 300 else value[:300] + "…"
+        return format_html('{} <span class="muted">({})</span>', text, record.step_name) if record.step_name \
+            else text
+
+    def render_resolved_at(self, value, record):
+        return format_html("{} <span class=\"muted\">{}</span>", when(value), record.get_resolution_display())

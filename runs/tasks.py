@@ -38,7 +38,8 @@ def current_task_id() -> str:
     return getattr(_current, "task_id", None) or ""
 
 
-def _pipeline_task(name: str, mode: str = Mode.SCHEDULED, triggered_by_id: int | None = None) -> None:
+def _pipeline_task(name: str, mode: str = Mode.SCHEDULED, triggered_by_id: int | None = None, *,
+                   only: list[str] | None = None) -> None:
     """The signature run_pipeline_task accepts (checked before running)."""
 
 
@@ -46,7 +47,7 @@ _SIGNATURE = inspect.signature(_pipeline_task)
 
 
 def run_pipeline_task(*args: Any, **kwargs: Any) -> int | None:
-    """run_pipeline_task(name, mode="scheduled", triggered_by_id=None) -> run id
+    """run_pipeline_task(name, mode="scheduled", triggered_by_id=None, *, only=None) -> run id
 
     Runs pipeline `name` through the runner with the django-q2 task id
     recorded on the run. Arguments are checked here rather than by Python's
@@ -63,6 +64,11 @@ def run_pipeline_task(*args: Any, **kwargs: Any) -> int | None:
     bound.apply_defaults()
     name, mode, triggered_by_id = bound.arguments["name"], bound.arguments["mode"], \
         bound.arguments["triggered_by_id"]
+    only = bound.arguments["only"]
+    if only is not None and (not isinstance(only, list) or not all(isinstance(i, str) for i in only)):
+        message = f"Bad task arguments {_describe(args, kwargs)}: only must be a list of identifiers."
+        _fail(name, mode, message, task_id)
+        raise ValueError(message)
     if not isinstance(name, str) or mode not in Mode.values or not (
             triggered_by_id is None or isinstance(triggered_by_id, int)):
         message = f"Bad task arguments {_describe(args, kwargs)}: expected a pipeline name, a mode " \
@@ -74,7 +80,7 @@ def run_pipeline_task(*args: Any, **kwargs: Any) -> int | None:
         logger.warning("user #%s who queued %s no longer exists", triggered_by_id, name)
         triggered_by_id = None
     try:
-        run = run_pipeline(name, mode=mode, triggered_by_id=triggered_by_id, task_id=task_id)
+        run = run_pipeline(name, mode=mode, triggered_by_id=triggered_by_id, task_id=task_id, only=only)
     except UnknownPipeline as exc:
         _fail(name, mode, str(exc), task_id, triggered_by_id)
         raise

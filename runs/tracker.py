@@ -180,6 +180,7 @@ class RunTracker:
         task_id: str = "",
         identifier_keys: Sequence[str] | None = None,
         flush_interval: float | None = None,
+        only: Sequence[str] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.mode = mode
@@ -205,6 +206,15 @@ class RunTracker:
         self._unflushed_errors = 0
         self._writer: _Writer | None = None
         self._ended = False
+        #: The run's scope (runsync --only): identifiers, or None for every record.
+        self.only = list(only) if only else None
+        # Record history (runs.history.record_problems reads these at the end):
+        # identifier -> (kind, latest message, step) of every error with an
+        # identifier; the items processed (objects, identified lazily, or
+        # identifiers); identifiers of records that left the registry.
+        self.error_identifiers: dict[str, tuple[str, str, str]] = {}
+        self.processed_items: list[Any] = []
+        self.left_identifiers: set[str] = set()
 
     # -- run -----------------------------------------------------------------
 
@@ -247,6 +257,7 @@ class RunTracker:
             triggered_by_id=self.triggered_by_id,
             dry_run=self.dry_run,
             task_id=self.task_id,
+            only=self.only or [],
             host=socket.gethostname()[:255],
             pid=os.getpid(),
             started_at=self.started_at,
@@ -414,6 +425,9 @@ class RunTracker:
         if not step_name and step_id in self.steps:
             step_name = self.steps[step_id].name
         self.error_count += 1
+        if identifier not in (None, ""):
+            self.error_identifiers[str(identifier)[:255]] = (str(identifier_kind)[:32], str(message or ""),
+                                                             str(step_name)[:100])
         # A float timestamp: the writer turns it into created_at (cheaper than timezone.now() here).
         return ("error", step_id, str(step_name)[:100], "" if identifier is None else str(identifier)[:255],
                 str(identifier_kind)[:32], str(message) if message else "Unknown error", traceback or "", time.time())

@@ -14,4 +14,8 @@ urlpatterns = [
     path("runs/<int:pk>/progress/", views.run_progress, name="progress"),
     path("errors/", views.ErrorListView.as_view(), name="errors"),
     path("pipelines/<str:name>/", views.pipeline_detail, name="pipeline"),
+    # Record history: open problems, one record's story, a sync of some records.
+    path("problems/", views.ProblemListView.as_view(), name="problems"),
+    path("records/<path:identifier>/", views.record_detail, name="record"),
+    path("pipelines/<str:name>/sync-records/", actions.sync_records, name="sync-records"),
 ]

@@ -18,10 +18,10 @@ from django_filters.views import FilterView
 from django_tables2 import LazyPaginator, RequestConfig, SingleTableMixin
 
 from runs import selectors
-from runs.filters import ErrorFilter, RunFilter
-from runs.models import Run, RunError, RunStatus
+from runs.filters import ErrorFilter, ProblemFilter, RunFilter
+from runs.models import RecordProblem, Run, RunError, RunStatus
 from runs.pipeline import UnknownPipeline, card_notes, get_pipeline
-from runs.tables import ErrorTable, PipelineRunTable, RunTable
+from runs.tables import ErrorTable, PipelineRunTable, ProblemTable, RunTable
 
 PER_PAGE = 25
 ERRORS_PER_PAGE = 50
@@ -41,9 +41,12 @@ def _actions(request, run: Run | None = None, pipeline: str | None = None) -> di
 def overview(request):
     cards = selectors.overview_cards()
     can_trigger = request.user.has_perm("runs.trigger_run")
+    problems = selectors.open_problem_counts([card.pipeline.name for card in cards])
     for card in cards:
         card.run_now_url = selectors.action_url("runs:run-now", card.pipeline.name) if can_trigger else None
         card.notes = card_notes(card.pipeline.name, request.user)
+        card.open_problems = problems.get(card.pipeline.name, 0)
+        card.open_problems_capped = card.open_problems >= selectors.OPEN_PROBLEMS_CAP
     return render(request, "runs/overview.html", {"cards": cards, "nav": "overview"})
 
 
@@ -233,8 +236,77 @@ def pipeline_detail(request, name: str):
         "schedule": selectors.schedule_states().get(name),
         "chart_runs": chart_runs,
         "table": table,
+        "problems": selectors.pipeline_open_problems(name),
         "nav": "pipelines",
         **_actions(request, pipeline=name if pipeline else None),
     }
     return render(request, "runs/pipeline_detail.html", context)
+
+
+class ProblemListView(HistoryListView):
+    """Open problems (newest first), or `?state=resolved` the recently resolved ones."""
+
+    model = RecordProblem
+    table_class = ProblemTable
+    filterset_class = ProblemFilter
+    template_name = "runs/problem_list.html"
+
+    @property
+    def resolved(self) -> bool:
+        return self.request.GET.get("state") == "resolved"
+
+    def get_queryset(self):
+        return selectors.problems_queryset(resolved=self.resolved)
+
+    def get_table(self, **kwargs):
+        table = super().get_table(**kwargs)
+        table.exclude = ("resolved_at",) if not self.resolved else ()
+        return table
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["nav"] = "problems"
+        context["resolved"] = self.resolved
+        return context
+
+
+@staff_member_required
+def record_detail(request, identifier: str):
+    """One record's story: registry values, changes, errors, problems, destinations.
+
+    A fixed number of queries: the club app's panel (runs.records), then one
+    bounded index range each for changes, errors and problems.
+    """
+    from runs.records import describe_record
+
+    identifier = identifier.strip()
+    info = describe_record(identifier)
+    changes = selectors.record_changes(identifier)
+    errors = selectors.record_errors(identifier)
+    problems = selectors.record_problems(identifier)
+    if info is None and not changes and not errors and not problems:
+        raise Http404("Nothing is known about this identifier.")
+    sync_pipelines: list[str] = []
+    if request.user.has_perm("runs.trigger_run"):
+        names = list(info.pipelines) if info else []
+        names += [p.pipeline for p in problems if p.is_open and p.pipeline not in names]
+        for name in names:
+            try:
+                get_pipeline(name)
+            except UnknownPipeline:
+                continue
+            sync_pipelines.append(name)
+    context = {
+        "identifier": identifier,
+        "info": info,
+        "changes": changes,
+        "errors": errors,
+        "problems": problems,
+        "open_problems": [p for p in problems if p.is_open],
+        "sync_pipelines": sync_pipelines,
+        "changes_limit": selectors.RECORD_CHANGES_SHOWN,
+        "errors_limit": selectors.RECORD_ERRORS_SHOWN,
+        "nav": "problems",
+    }
+    return render(request, "runs/record_detail.html", context)
 

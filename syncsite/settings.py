@@ -238,6 +238,13 @@ RUNS_KEEP_DAYS = env_int("RUNS_KEEP_DAYS", 90, minimum=1)
 RUN_ERRORS_KEEP_DAYS = env_int("RUN_ERRORS_KEEP_DAYS", 30, minimum=1)
 
 
+# --- record history ------------------------------------------------------------
+
+# Field-level changes per record (RecordChange) are kept this long by prunruns;
+# longer than runs: a pruned run's changes stay.
+RECORD_CHANGES_KEEP_DAYS = env_int("RECORD_CHANGES_KEEP_DAYS", 365, minimum=1)
+
+
 # --- sources and destinations --------------------------------------------------
 
 SPORTLINK_EXPORT_DIR = env_str("SPORTLINK_EXPORT_DIR")

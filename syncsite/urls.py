@@ -14,6 +14,7 @@ api_patterns = [
     path("runs/", api.runs, name="runs"),
     path("runs/<int:pk>/", api.run_detail, name="run"),
     path("runs/<int:pk>/errors/", api.run_errors, name="run-errors"),
+    path("problems/", api.problems, name="problems"),
     path("openapi.yaml", api.openapi, name="openapi"),
 ]
 

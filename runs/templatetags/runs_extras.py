@@ -59,6 +59,20 @@ def when(value: datetime | None) -> SafeString | str:
 
 
 @register.filter
+def record_link(identifier: str | None) -> SafeString | str:
+    """An identifier as a link to its record page (/records/<identifier>/), escaped."""
+    if not identifier:
+        return ""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        url = reverse("runs:record", args=[identifier])
+    except NoReverseMatch:  # e.g. a line break from a quoted CSV cell: no URL can carry it
+        return identifier
+    return format_html('<a href="{}" class="record-link">{}</a>', url, identifier)
+
+
+@register.filter
 def localstamp(value: datetime | None) -> str:
     """Absolute local time, e.g. 2026-03-03 14:05:09."""
     if value is None:

@@ -53,6 +53,9 @@ class Command(BaseCommand):
                             help="record the runs as scheduled (unattended: no prompts, no live progress)")
         parser.add_argument("--dry-run", action="store_true",
                             help="read and compare everything, write nothing")
+        parser.add_argument("--only", metavar="ID[,ID...]",
+                            help="sync only these records (relatiecodes, emails, team or commissie names, "
+                                 "dossier ids); nothing else is retired, ended or deleted")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from rich.console import Console
@@ -73,11 +76,21 @@ class Command(BaseCommand):
             except UnknownPipeline as exc:
                 raise CommandError(str(exc), returncode=EXIT_USAGE) from None
 
+        only = None
+        if options["only"] is not None:
+            from runs.services import check_only
+
+            try:
+                only = check_only([part for part in options["only"].split(",") if part.strip()] or [""])
+            except ValueError as exc:
+                raise CommandError(f"--only: {exc} Separate several with commas: --only ABC1234,DEF5678.",
+                                   returncode=EXIT_USAGE) from None
+
         mode = "scheduled" if options["scheduled"] else "manual"
         live = console.is_terminal and not options["scheduled"]
         worst = EXIT_SUCCESS
         for name in names:
-            run = self._run_one(console, name, mode=mode, dry_run=options["dry_run"], live=live)
+            run = self._run_one(console, name, mode=mode, dry_run=options["dry_run"], live=live, only=only)
             self._summary(console, run)
             code = _EXIT_FOR_STATUS.get(run.status, EXIT_FAILED)
             if _SEVERITY.index(code) > _SEVERITY.index(worst):
@@ -85,9 +98,10 @@ class Command(BaseCommand):
         if worst != EXIT_SUCCESS:
             sys.exit(worst)
 
-    def _run_one(self, console: Any, name: str, *, mode: str, dry_run: bool, live: bool) -> Run:
+    def _run_one(self, console: Any, name: str, *, mode: str, dry_run: bool, live: bool,
+                 only: list[str] | None = None) -> Run:
         if not live:
-            return run_pipeline(name, mode=mode, dry_run=dry_run)
+            return run_pipeline(name, mode=mode, dry_run=dry_run, only=only)
         from rich.live import Live
 
         holder: dict[str, Any] = {}
@@ -98,7 +112,7 @@ class Command(BaseCommand):
             holder["live"].start()
 
         try:
-            return run_pipeline(name, mode=mode, dry_run=dry_run, on_start=on_start)
+            return run_pipeline(name, mode=mode, dry_run=dry_run, on_start=on_start, only=only)
         finally:
             if "live" in holder:
                 holder["live"].stop()
@@ -134,6 +148,8 @@ class Command(BaseCommand):
         title = f"{run.pipeline}: {run.status}"
         if run.dry_run:
             title += " (dry run)"
+        if run.only:
+            title += f" (only {', '.join(run.only)})"
         table = Table(title=title, title_justify="left")
         for column in ("step", "status", "read", "created", "updated", "skipped", "failed", "duration"):
             table.add_column(column, justify="left" if column in ("step", "status") else "right",

@@ -1,0 +1,231 @@
+"""Record history: what a run changed per record, and problems until they are fixed.
+
+Two halves, both generic (the engine knows identifiers, not members):
+
+* `ChangeLog` collects the RecordChange rows of one batch of registry writes.
+  The club app's sync helpers fill it while they write a batch and call
+  `write()` inside the same transaction, so a change row exists exactly when
+  its registry row was written: one multi-row INSERT per batch, no query per
+  row, nothing at all for an unchanged run or a dry run.
+
+      log = ChangeLog(step, record_type="member", identifier_kind="knvb_id")
+      log.created("ABC123")
+      log.updated("ABC123", old={"city": "Ede"}, new={"city": "Epe"})
+      log.retired("ABC123", {"is_former": [False, True]})
+      log.write()           # in the batch's transaction
+
+* `record_problems(tracker)` runs once at the end of a run (the runner calls
+  it). The tracker has collected, in memory, the identifiers that had an
+  error and the items the run processed (`step.item(...)` and
+  `step.processed(...)`). One query loads the pipeline's open problems; the
+  errors open or update problems, identifiers processed without an error
+  resolve theirs, and records that left (retired) resolve every pipeline's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from runs.models import ChangeAction, RecordChange, RecordProblem
+from runs.redact import redact, truncate
+
+if TYPE_CHECKING:
+    from runs.pipeline import Step
+    from runs.tracker import RunTracker
+
+logger = logging.getLogger("runs.history")
+
+#: Identifier kinds that name a line of an export, not a record: no problem is opened for them.
+NOT_A_RECORD = frozenset({"row"})
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe copy of a registry value (dates as ISO strings, decimals as strings)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+def _same(old: Any, new: Any) -> bool:
+    if old == new:
+        return True
+    # A decimal column read back as Decimal("1.50") vs a new "1.5"; a date vs its string.
+    return plain(old) == plain(new)
+
+
+class ChangeLog:
+    """The RecordChange rows of one batch; see the module docstring."""
+
+    _COLUMNS = ("run_id", "pipeline", "step_name", "identifier", "identifier_kind", "record_type", "label",
+                "action", "changes", "created_at")
+
+    def __init__(self, step: Step, *, record_type: str, identifier_kind: str = "") -> None:
+        run = step.run
+        self.step = step
+        self.run_id = run.run_id
+        # Untracked runs (no run row to point at) and dry runs record nothing.
+        self.enabled = run.run_id is not None and not run.dry_run
+        self.pipeline = run.name[:64]
+        self.step_name = step.name[:100]
+        self.record_type = record_type[:64]
+        self.identifier_kind = identifier_kind[:32]
+        self.rows: list[tuple[str, str, str, dict]] = []  # (identifier, label, action, changes)
+        self.left: list[str] = []
+
+    def created(self, identifier: Any, *, label: str = "") -> None:
+        """A new row: its values are on the record page's registry panel."""
+        if self.enabled:
+            self.rows.append((str(identifier), label, ChangeAction.CREATED, {}))
+
+    def updated(self, identifier: Any, old: dict[str, Any], new: dict[str, Any], *, label: str = "",
+                restored_when: tuple[str, Any] | None = None) -> bool:
+        """An updated row: records the fields whose value differs (old and new).
+
+        `restored_when=(field, value)`: the update is a restore when the old
+        row had `field == value` (e.g. ("is_former", True)). Returns whether
+        anything differed (a row whose hash changed without a field change,
+        e.g. a parent's children, records nothing).
+        """
+        if not self.enabled:
+            return False
+        changes = {name: [plain(old.get(name)), plain(value)] for name, value in new.items()
+                   if name in old and not _same(old[name], value)}
+        if not changes:
+            return False
+        action = ChangeAction.UPDATED
+        if restored_when is not None and old.get(restored_when[0]) == restored_when[1]:
+            action = ChangeAction.RESTORED
+        self.rows.append((str(identifier), label, action, changes))
+        return True
+
+    def retired(self, identifier: Any, changes: dict[str, list], *, label: str = "") -> None:
+        """A row that left the export (marked former, closed, ended): its problems resolve too."""
+        if self.enabled:
+            identifier = str(identifier)
+            self.rows.append((identifier, label, ChangeAction.RETIRED,
+                              {name: [plain(a), plain(b)] for name, (a, b) in changes.items()}))
+            self.left.append(identifier)
+
+    def write(self) -> int:
+        """INSERT the collected rows (call it inside the batch's transaction); returns how many."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return 0
+        ops = connection.ops
+        field = RecordChange._meta.get_field("changes")
+        now = ops.adapt_datetimefield_value(timezone.now())
+        empty = field.get_db_prep_save({}, connection)
+        prefix = (self.run_id, self.pipeline, self.step_name)
+        params = [(*prefix, identifier[:255], self.identifier_kind, self.record_type, label[:200], str(action),
+                   field.get_db_prep_save(changes, connection) if changes else empty, now)
+                  for identifier, label, action, changes in rows]
+        qn = ops.quote_name
+        placeholders = ", ".join(["%s"] * len(self._COLUMNS))
+        sql = (f"INSERT INTO {qn(RecordChange._meta.db_table)} "  # noqa: S608 - quoted names, bound values
+               f"({', '.join(qn(c) for c in self._COLUMNS)}) VALUES ({placeholders})")
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+        if self.left:
+            self.step.run.tracker.left_identifiers.update(self.left)
+            self.left = []
+        return len(params)
+
+    def discard(self) -> None:
+        """Forget the collected rows (the batch rolled back)."""
+        self.rows = []
+        self.left = []
+
+
+# --- problems ---------------------------------------------------------------------
+
+
+def record_problems(tracker: RunTracker) -> dict[str, int]:
+    """Open, update and resolve RecordProblems from a finished run; see the module docstring.
+
+    Returns counts (opened, updated, resolved, left). Dry runs and untracked
+    runs change nothing.
+    """
+    counts = {"opened": 0, "updated": 0, "resolved": 0, "left": 0}
+    if tracker.run_id is None or tracker.held_by is not None or tracker.dry_run:
+        return counts
+    now = timezone.now()
+    errors: dict[str, tuple[str, str, str]] = {}
+    for identifier, (kind, message, step_name) in tracker.error_identifiers.items():
+        if kind in NOT_A_RECORD:
+            continue
+        errors[truncate(redact(identifier), 255)] = (kind, message, step_name)
+    pipeline = tracker.pipeline[:64]
+    # Index: recordproblem_open_unique (pipeline, identifier) where open.
+    open_problems = {p.identifier: p for p in RecordProblem.objects.filter(pipeline=pipeline,
+                                                                           resolved_at__isnull=True)}
+    fixed: list[int] = []
+    if open_problems:
+        candidates = set(open_problems) - set(errors)
+        if candidates:
+            processed = _processed_identifiers(tracker, candidates)
+            fixed = [open_problems[i].pk for i in candidates & processed]
+    new, changed = [], []
+    for identifier, (kind, message, step_name) in errors.items():
+        text = truncate(redact(message), RecordProblem._meta.get_field("message").max_length or 2000)
+        problem = open_problems.get(identifier)
+        if problem is None:
+            new.append(RecordProblem(pipeline=pipeline, identifier=identifier, identifier_kind=kind[:32],
+                                     step_name=step_name[:100], message=text, first_seen_at=now,
+                                     last_seen_at=now, failing_runs=1, first_run_id=tracker.run_id,
+                                     last_run_id=tracker.run_id))
+            continue
+        if problem.last_run_id != tracker.run_id:
+            problem.failing_runs += 1
+        problem.message, problem.step_name, problem.last_seen_at = text, step_name[:100], now
+        problem.last_run_id = tracker.run_id
+        problem.identifier_kind = kind[:32] or problem.identifier_kind
+        changed.append(problem)
+    left = sorted(tracker.left_identifiers - set(errors))
+    with transaction.atomic():
+        RecordProblem.objects.bulk_create(new, batch_size=500)
+        RecordProblem.objects.bulk_update(changed, ["failing_runs", "message", "step_name", "last_seen_at",
+                                                    "last_run", "identifier_kind"], batch_size=500)
+        for start in range(0, len(fixed), 500):
+            counts["resolved"] += RecordProblem.objects.filter(pk__in=fixed[start:start + 500]).update(
+                resolved_at=now, resolved_run_id=tracker.run_id, resolution=RecordProblem.Resolution.FIXED)
+        for start in range(0, len(left), 500):
+            # Any pipeline's: the record is gone, nothing will ever process it again.
+            counts["left"] += RecordProblem.objects.filter(
+                identifier__in=left[start:start + 500], resolved_at__isnull=True).update(
+                resolved_at=now, resolved_run_id=tracker.run_id, resolution=RecordProblem.Resolution.LEFT)
+    counts["opened"], counts["updated"] = len(new), len(changed)
+    return counts
+
+
+def _processed_identifiers(tracker: RunTracker, wanted: set[str]) -> set[str]:
+    """Which of `wanted` the run processed. Items are identified only now, and
+    only when a problem is open: a run without problems pays one list append
+    per item."""
+    found = set()
+    identify = tracker.identify
+    for item in tracker.processed_items:
+        identifier = item if isinstance(item, str) else identify(item)[0]
+        if identifier in wanted:
+            found.add(identifier)
+    return found
+
+
+def identifiers_in(values: Iterable[Any]) -> list[str]:
+    """Clean a list of identifiers given by a person: stripped, non-empty, unique, in order."""
+    seen: dict[str, None] = {}
+    for value in values:
+        text = str(value).strip()
+        if text:
+            seen.setdefault(text, None)
+    return list(seen)
