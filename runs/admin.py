@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.paginator import Paginator
@@ -25,7 +26,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext
 
-from runs.models import Run, RunError, RunQuerySet, RunStatus, RunStep
+from runs.models import PipelineSettings, Run, RunError, RunQuerySet, RunStatus, RunStep
 from runs.pipeline import UnknownPipeline, all_pipelines
 from runs.selectors import errors_of_pipeline, identifier_prefix_q
 from runs.services import cancel_run, trigger_run
@@ -400,3 +401,31 @@ class RunErrorAdmin(HistoryAdmin):
     @admin.display(description="traceback")
     def traceback_block(self, obj):
         return format_html('<pre style="white-space:pre-wrap">{}</pre>', obj.traceback) if obj.traceback else "—"
+
+
+# --- pipeline settings (alert threshold per pipeline) ----------------------------
+
+
+class PipelineSettingsForm(forms.ModelForm):
+    pipeline = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = PipelineSettings
+        fields = ("pipeline", "alert_after_failures")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = [p.name for p in all_pipelines()]
+        if self.instance.pk and self.instance.pipeline not in names:
+            names.append(self.instance.pipeline)  # a pipeline that is no longer registered
+        self.fields["pipeline"].choices = [(n, n) for n in names]
+
+
+@admin.register(PipelineSettings)
+class PipelineSettingsAdmin(admin.ModelAdmin):
+    """ALERT_AFTER_FAILURES per pipeline; `schedule_since` is kept by runs.scheduling."""
+
+    form = PipelineSettingsForm
+    list_display = ("pipeline", "alert_after_failures", "schedule_since")
+    readonly_fields = ("schedule_since",)
+    fields = ("pipeline", "alert_after_failures", "schedule_since")
