@@ -689,8 +689,16 @@ class _Writer(threading.Thread):
                         self._drop_pending()
                         return
             except Exception as exc:
-                # A row that cannot be written (bad value) must not block the
-                # rest forever: log it and drop this batch.
+                # A row that cannot be written (bad value, e.g. a NUL byte on
+                # PostgreSQL) must not block the rest forever. The suspects are
+                # the error rows: drop them (counted as lost) and write the
+                # counts and the final run row without them; only if that
+                # fails too is the whole batch dropped.
+                if self.prepared_errors or self.pending_errors:
+                    logger.exception("run tracking: dropping %d error row(s) of run #%s that cannot be written",
+                                     len(self.prepared_errors) + len(self.pending_errors), self.tracker.run_id)
+                    self._lose_errors()
+                    continue
                 logger.exception("run tracking: dropping a batch for run #%s: %s", self.tracker.run_id, exc)
                 self.tracker.problem = f"a row could not be written ({type(exc).__name__})"
                 self._lose_errors()
