@@ -47,7 +47,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, ProgrammingError, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+    connection,
+    transaction,
+)
 from django.utils import timezone
 
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
@@ -664,8 +672,9 @@ class _Writer(threading.Thread):
                 return
             except _PermanentError:
                 return
-            # PostgreSQL reports a missing table as ProgrammingError (SQLite: OperationalError).
-            except (OperationalError, ProgrammingError) as exc:
+            # PostgreSQL reports a missing table as ProgrammingError and a read-only
+            # transaction as InternalError (SQLite: OperationalError for both).
+            except (OperationalError, ProgrammingError, InternalError) as exc:
                 last_problem = describe_db_problem(exc)
                 if _is_permanent(exc):
                     if (self.prepared_errors or self.pending_errors) and not self.errors_disabled \
@@ -700,7 +709,8 @@ class _Writer(threading.Thread):
                     self._lose_errors()
                     continue
                 logger.exception("run tracking: dropping a batch for run #%s: %s", self.tracker.run_id, exc)
-                self.tracker.problem = f"a row could not be written ({type(exc).__name__})"
+                self.tracker.problem = (describe_db_problem(exc) if isinstance(exc, DatabaseError)
+                                        else f"a row could not be written ({type(exc).__name__})")
                 self._lose_errors()
                 self._drop_pending()
                 return

@@ -55,8 +55,8 @@ class ReadOnly:
             # Both: the transaction in progress (if any) and the ones to come.
             flag = "on" if value else "off"
             cursor.execute(f"SET default_transaction_read_only = {flag}")
-            if not conn.get_autocommit() and value:
-                cursor.execute("SET transaction_read_only = on")
+            if not conn.get_autocommit():
+                cursor.execute(f"SET transaction_read_only = {flag}")
 
     def wrapper(self, conn, *, main=False):
         applied = {"value": False}
