@@ -281,6 +281,10 @@ class RunAdmin(HistoryAdmin):
 
     @admin.display(description="all errors")
     def errors_link(self, obj):
+        if Run.objects.filter(parent_id=obj.pk).exists():
+            # A parent's count includes its children's errors: the dashboard lists them together.
+            return format_html('<a href="{}#errors">{} errors (with its child runs) on the dashboard</a>',
+                               obj.get_absolute_url(), number(obj.error_count))
         url = reverse("admin:runs_runerror_changelist") + "?" + urlencode({"run__id__exact": obj.pk})
         return format_html('<a href="{}">{} errors in the admin</a> · <a href="{}#errors">on the dashboard</a>',
                            url, number(obj.error_count), obj.get_absolute_url())

@@ -16,12 +16,13 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import connection
 from django.db.backends.signals import connection_created
+from django.test import Client
 from django.urls import reverse
 from django_q.models import Schedule
 
 from runs.alerts import check_alerts
 from runs.health import pipeline_states
-from runs.models import AlertEvent, Notification, PipelineSettings, Run, RunError, RunStatus, RunStep
+from runs.models import AlertEvent, ApiToken, Notification, PipelineSettings, Run, RunError, RunStatus, RunStep
 from runs.outcomes import apply_spooled_outcomes, pending_outcomes
 from runs.pipeline import all_pipelines, register, unregister
 from runs.runner import reap_stale_runs, run_pipeline
@@ -318,10 +319,24 @@ def test_all_adds_up_its_children(all_run, admin_client):
     html = admin_client.get(parent.get_absolute_url(), {"step": step.pk}).content.decode()
     assert html.count(f"people #{people.pk}</a>") == min(people.error_count, 50)
 
-    # The card shows the same sum.
+    # The card, the admin and the API show the same sum, and the API lists those rows.
     html = admin_client.get(reverse("runs:overview")).content.decode()
     card = html.split('data-pipeline="all"')[1].split("</section>")[0]
     assert f"<dt>errors</dt><dd>{parent.error_count}</dd>" in card
+    html = admin_client.get(reverse("admin:runs_run_change", args=[parent.pk])).content.decode()
+    assert f"{parent.error_count} errors (with its child runs) on the dashboard" in html
+    raw = ApiToken.generate()
+    token = ApiToken(user=User.objects.get(username="admin"), name="test")
+    token.set_token(raw)
+    token.save()
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    listed, url = 0, f"/api/runs/{parent.pk}/errors/?limit=100"
+    while url:
+        body = api.get(url).json()
+        assert body["error_count"] == parent.error_count
+        listed += len(body["results"])
+        url = body["next"]
+    assert listed == parent.error_count
 
 
 def test_a_pipeline_with_nothing_configured_is_skipped_grey_and_quiet(all_run, admin_client, settings):
