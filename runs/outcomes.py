@@ -30,7 +30,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from runs.models import Run, RunStatus, RunStep
+from runs.models import Run, RunError, RunStatus, RunStep
+from runs.redact import redact, truncate
 
 logger = logging.getLogger("runs.outcomes")
 
@@ -42,7 +43,14 @@ def spool_dir() -> Path:
 
 
 def spool_outcome(run: Run, *, steps: list, cause: str) -> Path:
-    """Write one run's outcome to the spool; returns the file."""
+    """Write one run's outcome to the spool; returns the file.
+
+    Messages are redacted and trimmed here, as the tracker does, so no secret
+    reaches the disk or, later, the database."""
+
+    def clean(text: str) -> str:
+        return truncate(redact(text or ""), RunError.MESSAGE_MAX)
+
     entry = {
         "run_id": run.pk,
         "pipeline": run.pipeline,
@@ -50,8 +58,8 @@ def spool_outcome(run: Run, *, steps: list, cause: str) -> Path:
         "mode": run.mode,
         "dry_run": run.dry_run,
         "status": run.status,
-        "message": run.message,
-        "cause": cause,
+        "message": clean(run.message),
+        "cause": clean(cause),
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "duration_ms": run.duration_ms,
@@ -61,7 +69,7 @@ def spool_outcome(run: Run, *, steps: list, cause: str) -> Path:
         "failed": run.failed,
         "error_count": run.error_count,
         "steps": [
-            {"name": s.name, "status": s.status, "reason": s.reason, "critical": s.critical,
+            {"name": s.name, "status": s.status, "reason": clean(s.reason), "critical": s.critical,
              **{key: getattr(s, key) for key in _COUNTS}}
             for s in steps
         ],

@@ -11,8 +11,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from runs.models import Run, RunStatus, RunStep, StepStatus
+from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
 from runs.pipeline import Cancelled, PipelineRun, get_pipeline
+from runs.redact import redact, truncate
 from runs.tracebacks import exception_message, format_exception
 from runs.tracker import RunTracker, compute_run_status
 
@@ -126,7 +127,8 @@ def _untracked_outcome(tracker: RunTracker, run: PipelineRun, status: str, messa
         pk=tracker.run_id, pipeline=tracker.pipeline, mode=tracker.mode, parent_id=tracker.parent_id,
         dry_run=tracker.dry_run, status=status, started_at=started, finished_at=finished,
         duration_ms=max(0, int((finished - started).total_seconds() * 1000)),
-        error_count=tracker.error_count, message=f"{message} {note}".strip() if message else note,
+        error_count=tracker.error_count,
+        message=truncate(redact(f"{message} {note}" if message else note), RunError.MESSAGE_MAX),
         summary=run.summary, **totals,
     )
     outcome.tracking_problem = problem

@@ -221,6 +221,27 @@ def test_runsync_exits_0_and_shows_the_real_outcome_when_the_runs_table_is_unusa
     assert notification.run_id == run.pk and "read-only" in notification.body
 
 
+def test_an_untracked_outcome_never_carries_a_secret(read_only, settings, tmp_path):
+    settings.LAPOSTA_API_KEY = "lp-secret-9f8e7d6c5b4a"
+
+    @register("leaky")
+    def leaky(run):
+        with run.step("leaky-submit"):
+            raise RuntimeError(f"rejected key {settings.LAPOSTA_API_KEY}")
+
+    read_only.on = True
+    try:
+        outcome = run_pipeline("leaky")
+    finally:
+        unregister("leaky")
+    assert outcome.status == RunStatus.FAILED and "rejected key" in outcome.message
+    (spooled,) = pending_outcomes()
+    assert "lp-secret" not in spooled.read_text() and "lp-secret" not in outcome.message
+    read_only.on = False
+    (run,) = apply_spooled_outcomes()
+    assert "rejected key" in run.message and "lp-secret" not in run.message
+
+
 # --- 5. a broken database is visible ------------------------------------------------------------
 
 
