@@ -25,6 +25,7 @@ from runs.health import pipeline_states
 from runs.models import AlertEvent, ApiToken, Notification, PipelineSettings, Run, RunError, RunStatus, RunStep
 from runs.outcomes import apply_spooled_outcomes, pending_outcomes
 from runs.pipeline import all_pipelines, register, unregister
+from runs.redact import clear_secret_cache
 from runs.runner import reap_stale_runs, run_pipeline
 from runs.scheduling import pipeline_schedule_states, sync_schedules
 from tests.pipelines.conftest import export_dir  # noqa: F401 - fixture
@@ -223,6 +224,7 @@ def test_runsync_exits_0_and_shows_the_real_outcome_when_the_runs_table_is_unusa
 
 def test_an_untracked_outcome_never_carries_a_secret(read_only, settings, tmp_path):
     settings.LAPOSTA_API_KEY = "lp-secret-9f8e7d6c5b4a"
+    clear_secret_cache()
 
     @register("leaky")
     def leaky(run):
@@ -240,6 +242,7 @@ def test_an_untracked_outcome_never_carries_a_secret(read_only, settings, tmp_pa
     read_only.on = False
     (run,) = apply_spooled_outcomes()
     assert "rejected key" in run.message and "lp-secret" not in run.message
+    clear_secret_cache()
 
 
 # --- 5. a broken database is visible ------------------------------------------------------------
