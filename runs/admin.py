@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.paginator import Paginator
@@ -25,7 +26,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext
 
-from runs.models import RecordChange, RecordProblem, Run, RunError, RunQuerySet, RunStatus, RunStep
+from runs.models import PipelineSettings, RecordChange, RecordProblem, Run, RunError, RunQuerySet, RunStatus, RunStep
 from runs.pipeline import UnknownPipeline, all_pipelines
 from runs.selectors import errors_of_pipeline, identifier_prefix_q
 from runs.services import cancel_run, trigger_run
@@ -284,6 +285,10 @@ class RunAdmin(HistoryAdmin):
 
     @admin.display(description="all errors")
     def errors_link(self, obj):
+        if Run.objects.filter(parent_id=obj.pk).exists():
+            # A parent's count includes its children's errors: the dashboard lists them together.
+            return format_html('<a href="{}#errors">{} errors (with its child runs) on the dashboard</a>',
+                               obj.get_absolute_url(), number(obj.error_count))
         url = reverse("admin:runs_runerror_changelist") + "?" + urlencode({"run__id__exact": obj.pk})
         return format_html('<a href="{}">{} errors in the admin</a> · <a href="{}#errors">on the dashboard</a>',
                            url, number(obj.error_count), obj.get_absolute_url())
@@ -456,3 +461,31 @@ class RecordProblemAdmin(IdentifierSearchMixin, HistoryAdmin):
     @admin.display(description="latest message")
     def short_message(self, obj):
         return obj.message if len(obj.message) <= 200 else obj.message[:200] + "…"
+
+
+# --- pipeline settings (alert threshold per pipeline) ----------------------------
+
+
+class PipelineSettingsForm(forms.ModelForm):
+    pipeline = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = PipelineSettings
+        fields = ("pipeline", "alert_after_failures")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = [p.name for p in all_pipelines()]
+        if self.instance.pk and self.instance.pipeline not in names:
+            names.append(self.instance.pipeline)  # a pipeline that is no longer registered
+        self.fields["pipeline"].choices = [(n, n) for n in names]
+
+
+@admin.register(PipelineSettings)
+class PipelineSettingsAdmin(admin.ModelAdmin):
+    """ALERT_AFTER_FAILURES per pipeline; `schedule_since` is kept by runs.scheduling."""
+
+    form = PipelineSettingsForm
+    list_display = ("pipeline", "alert_after_failures", "schedule_since")
+    readonly_fields = ("schedule_since",)
+    fields = ("pipeline", "alert_after_failures", "schedule_since")

@@ -313,7 +313,9 @@ def run_detail(request, pk: int):
 def run_errors(request, pk: int):
     run = _get_run(pk)
     # runerror_run_step index narrows to the run; a run's errors are few enough to sort.
-    qs = RunError.objects.filter(run=run).order_by("id")
+    # A parent run (`all`) counts its children's errors, so it lists them too.
+    children = list(Run.objects.filter(parent_id=run.pk).values_list("id", flat=True)[:100])
+    qs = RunError.objects.filter(run_id__in=[run.pk, *children]).order_by("id")
     if step := request.GET.get("step"):
         try:
             qs = qs.filter(step_id=int(step))

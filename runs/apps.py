@@ -36,6 +36,10 @@ class RunsConfig(AppConfig):
         import_module("runs.admin_tokens")
         # Connects the django-q2 signal that tells a task its own id.
         import_module("runs.tasks")
+        # Schedule edits recompute next_run and restart overdue counting.
+        from runs.scheduling import connect_schedule_signals
+
+        connect_schedule_signals()
         # Sent once per app after `migrate` (and `flush`); `runs` comes after
         # django_q in INSTALLED_APPS, so the Schedule table exists by then.
         post_migrate.connect(_sync_schedules_after_migrate, sender=self,

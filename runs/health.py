@@ -18,10 +18,20 @@ logger = logging.getLogger("runs.health")
 UNHEALTHY = ("failed", "overdue")
 
 
+#: The AlertState row /health/ rewrites to prove the database accepts a write.
+WRITE_CHECK_SUBJECT = "health:write"
+
+
 @never_cache
 @require_GET
 def health(request):
-    """200 when the database answers a query, 503 when it does not."""
+    """200 when the database answers a query and accepts a write, 503 naming what is wrong.
+
+    The write is one UPDATE of one row (committed), so a read-only database,
+    a full disk or a lock held past the timeout show here, not only on a
+    run's stderr. Run outcomes still waiting in the spool (their run could
+    not be recorded) also make it 503 until they are written.
+    """
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -30,7 +40,33 @@ def health(request):
         # Logged for the operator; the body says nothing about why.
         logger.exception("health check: the database did not answer")
         return JsonResponse({"status": "error", "database": "unavailable"}, status=503)
+    problem = write_problem()
+    if problem:
+        return JsonResponse({"status": "error", "database": problem}, status=503)
+    from runs.outcomes import pending_outcomes
+
+    waiting = len(pending_outcomes())
+    if waiting:
+        return JsonResponse({"status": "error", "database": "ok",
+                             "tracking": f"{waiting} run outcome(s) could not be recorded yet"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+def write_problem() -> str:
+    """"" when the database accepts a small committed write, else why not (volunteer words)."""
+    from django.utils import timezone
+
+    from runs.models import AlertState
+    from runs.tracker import describe_db_problem
+
+    try:
+        # One UPDATE, committed on its own (autocommit); the row is created once.
+        if not AlertState.objects.filter(subject=WRITE_CHECK_SUBJECT).update(changed_at=timezone.now()):
+            AlertState.objects.get_or_create(subject=WRITE_CHECK_SUBJECT, defaults={"state": "ok"})
+    except Exception as exc:
+        logger.exception("health check: the database did not accept a write")
+        return describe_db_problem(exc)
+    return ""
 
 
 def pipeline_states(*, now=None) -> list[dict]:

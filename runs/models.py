@@ -123,6 +123,12 @@ class Run(models.Model):
     def is_running(self) -> bool:
         return self.status == RunStatus.RUNNING
 
+    @property
+    def not_configured(self) -> bool:
+        """Skipped because every step was skipped (e.g. a missing API key), not
+        because another run held the pipeline lock (that one names the holder)."""
+        return self.status == RunStatus.SKIPPED and "held_by" not in (self.summary or {})
+
     def request_cancel(self, *, user=None) -> bool:
         """Ask the running pipeline to stop at its next item or step boundary.
 
@@ -392,6 +398,8 @@ class AlertEvent(models.TextChoices):
     RECOVERED = "recovered", "Recovered"
     OVERDUE = "overdue", "Overdue"
     LONG_RUNNING = "long_running", "Long-running"
+    REMINDER = "reminder", "Still failing (reminder)"
+    TRACKING = "tracking", "Run tracking failed"
 
 
 class Notification(models.Model):
@@ -434,3 +442,31 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.subject
+
+
+class PipelineSettings(models.Model):
+    """Per-pipeline operational settings an admin can change, and when its
+    schedule started counting (for overdue).
+
+    One row per pipeline that has either; a missing row means the defaults.
+    """
+
+    pipeline = models.CharField(max_length=64, unique=True)
+    alert_after_failures = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="Alert only after this many failed or partial runs in a row. "
+                  "Empty: ALERT_AFTER_FAILURES (1 unless set).",
+    )
+    # Set when the pipeline's Schedule row is created, or enabled again, or its
+    # cron or type is changed (runs.scheduling): slots before it are not
+    # counted for overdue.
+    schedule_since = models.DateTimeField(
+        null=True, blank=True, help_text="Slots before this moment do not count for overdue."
+    )
+
+    class Meta:
+        ordering = ["pipeline"]
+        verbose_name = "pipeline setting"
+
+    def __str__(self) -> str:
+        return self.pipeline

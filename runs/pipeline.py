@@ -296,6 +296,10 @@ class Step:
             status, reason, swallow = StepStatus.FAILED, f"Interrupted ({exc_type.__name__}).", False
         self._tracker.end_step(self.id, status=status, reason=reason)
         state.status = status
+        if self.id is None:
+            state.reason = reason
+            state.position = len(self.run.local_steps) + 1
+            self.run.local_steps.append(state)
         self.run.step_results.append(self)
         return swallow
 
@@ -321,6 +325,8 @@ class PipelineRun:
         #: ends or deletes anything; every pipeline honours it (see in_scope).
         self.only: frozenset[str] | None = (
             frozenset(str(i).strip().casefold() for i in tracker.only) if tracker.only else None)
+        #: Steps recorded without tracking (no run row): the outcome is derived from these.
+        self.local_steps: list[StepState] = []
 
     @property
     def run_id(self) -> int | None:
@@ -339,7 +345,20 @@ class PipelineRun:
     def skip_step(self, name: str, reason: str) -> None:
         """Record a step that does not run (e.g. a destination is not configured)."""
         self.check_cancelled(query=False)
-        self.tracker.skip_step(name, reason)
+        if self.tracker.skip_step(name, reason) is None:
+            self._local(name, StepStatus.SKIPPED, reason=reason)
+
+    def _local(self, name: str, status: str, *, reason: str = "", **counts: int) -> StepState:
+        state = StepState(local_id=0, name=name, position=len(self.local_steps) + 1, status=status,
+                          reason=reason, **counts)
+        self.local_steps.append(state)
+        return state
+
+    def step_states(self) -> list[StepState]:
+        """Every step of this run as the pipeline saw it, tracked or not."""
+        if self.tracker.run_id is not None:
+            return list(self.tracker.steps.values())
+        return list(self.local_steps)
 
     def check_cancelled(self, *, query: bool = False) -> None:
         """Raise Cancelled if a cancel was requested.
@@ -372,7 +391,12 @@ class PipelineRun:
         sid = self.tracker.start_step(name, critical=False)
         child = run_pipeline(name, mode=self.mode, dry_run=self.dry_run, parent=self.tracker.run_id,
                              triggered_by_id=self.triggered_by_id, only=self.tracker.only)
-        self.child_statuses.append(child.status)
+        # A child with nothing configured is a skipped step here, not a problem
+        # (compute_run_status: only a child that could not run counts).
+        if not child.not_configured:
+            self.child_statuses.append(child.status)
+        # Its errors are this run's errors too: the parent adds up.
+        self.tracker.add_child_errors(child.error_count)
         step_status = {
             RunStatus.SUCCESS: StepStatus.SUCCESS,
             RunStatus.PARTIAL: StepStatus.PARTIAL,
@@ -383,6 +407,9 @@ class PipelineRun:
             sid, status=step_status, created=child.created, updated=child.updated, skipped=child.skipped,
             failed=child.failed, detail={"child_run": child.pk}, reason=child.message,
         )
+        if sid is None:
+            self._local(name, step_status, reason=child.message, created=child.created, updated=child.updated,
+                        skipped=child.skipped, failed=child.failed)
         if child.status == RunStatus.CANCELLED:
             raise Cancelled()
         return child

@@ -11,8 +11,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from runs.models import Run, RunStatus, RunStep, StepStatus
+from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
 from runs.pipeline import Cancelled, PipelineRun, get_pipeline
+from runs.redact import redact, truncate
 from runs.tracebacks import exception_message, format_exception
 from runs.tracker import RunTracker, compute_run_status
 
@@ -66,7 +67,8 @@ def run_pipeline(
                        name, tracker.held_by, tracker.run_id)
         return _load(tracker, name)
     if tracker.run_id is None:
-        logger.error("run tracking is unavailable; %s runs untracked", name)
+        tracker.problem = tracker.problem or "the run could not be recorded"
+        logger.error("run tracking is unavailable (%s); %s runs untracked", tracker.problem, name)
 
     run = PipelineRun(pipeline, tracker, dry_run=dry_run, mode=mode, triggered_by_id=triggered_by_id)
     if on_start is not None:
@@ -91,13 +93,59 @@ def run_pipeline(
         logger.error("pipeline %s failed: %s", name, message)
     finally:
         if status is None:
-            status = compute_run_status([s.status for s in tracker.steps.values()], tracker.error_count,
+            # The pipeline's own step states, tracked or not: the outcome never
+            # depends on whether the runs table could be written.
+            status = compute_run_status([s.status for s in run.step_states()], tracker.error_count,
                                         run.child_statuses)
+            if status == RunStatus.SKIPPED:
+                message = not_configured_message(run.step_states())
         tracker.end_run(status=status, summary=run.summary, message=message)
         _record_problems(tracker)
     if escaped is not None:
         raise escaped
-    return _load(tracker, name)
+    if tracker.run_id is not None and tracker.final_written:
+        return _load(tracker, name)
+    return _untracked_outcome(tracker, run, status, message)
+
+
+def not_configured_message(states) -> str:
+    """Why a run whose every step was skipped did nothing: the steps' reasons, once each."""
+    reasons = list(dict.fromkeys(s.reason.strip() for s in states if s.reason.strip()))
+    return "Not configured: " + ("; ".join(reasons) if reasons else "every step was skipped") + "."
+
+
+def _untracked_outcome(tracker: RunTracker, run: PipelineRun, status: str, message: str) -> Run:
+    """The outcome of a run whose record could not be written (or finished).
+
+    Built from what the pipeline itself saw, so the caller (runsync, the task)
+    still reports the truth; the cause is in `message` and `tracking_problem`.
+    The outcome is spooled and written to the history as soon as the database
+    accepts writes again (runs.outcomes).
+    """
+    from runs.outcomes import spool_outcome
+
+    states = run.step_states()
+    problem = tracker.problem or "the run could not be recorded"
+    totals = {key: sum(getattr(s, key) for s in states) for key in ("created", "updated", "skipped", "failed")}
+    note = f"Run tracking failed: {problem}."
+    finished = timezone.now()
+    started = tracker.started_at or finished
+    outcome = Run(
+        pk=tracker.run_id, pipeline=tracker.pipeline, mode=tracker.mode, parent_id=tracker.parent_id,
+        dry_run=tracker.dry_run, status=status, started_at=started, finished_at=finished,
+        duration_ms=max(0, int((finished - started).total_seconds() * 1000)),
+        error_count=tracker.error_count,
+        message=truncate(redact(f"{message} {note}" if message else note), RunError.MESSAGE_MAX),
+        summary=run.summary, **totals,
+    )
+    outcome.tracking_problem = problem
+    outcome.untracked_steps = states
+    logger.error("%s ended %s but its record could not be written: %s", tracker.pipeline, status, problem)
+    try:
+        spool_outcome(outcome, steps=states, cause=problem)
+    except Exception:
+        logger.exception("could not spool the outcome of %s", tracker.pipeline)
+    return outcome
 
 
 def _record_problems(tracker: RunTracker) -> None:
@@ -130,6 +178,14 @@ def reap_stale_runs(*, now: datetime | None = None, stale_after: timedelta | Non
     hosts never both claim one.
     """
     now = now or timezone.now()
+    # Outcomes that could not be written when they happened go first: a run
+    # they finish must get its real reason, not "abandoned".
+    from runs.outcomes import apply_spooled_outcomes
+
+    try:
+        apply_spooled_outcomes()
+    except Exception:
+        logger.exception("could not write the spooled run outcomes yet")
     stale_after = stale_after or timedelta(seconds=settings.RUNS_STALE_AFTER_S)
     cutoff = now - stale_after
     candidates = list(

@@ -21,6 +21,15 @@ again") is *edited* and left exactly as it is until `--reset`. django-q2 has
 no "managed" flag, so the registered default is the marker: a changed default
 in the code is therefore reported as "kept" on installations that run the old
 one, and `--reset` applies it.
+
+Counting from the schedule's start. Overdue only counts slots after the
+pipeline's schedule was created, enabled again or given a new cron or type
+(`PipelineSettings.schedule_since`, kept by a signal on every Schedule save):
+right after an install nothing is overdue, and a pipeline that never ran is
+"waiting for its first run" until its first counted slot plus the grace has
+passed. The same signal recomputes `next_run` when the cron or type of a row
+changes (the admin or code calling save()), since django-q2 only computes it
+when a cron row is created. A queryset `.update()` bypasses signals.
 """
 
 from __future__ import annotations
@@ -80,6 +89,13 @@ class ScheduleState:
     due_slot: datetime | None = None
     #: The cron registered in code (what `syncschedules --reset` restores).
     default_cron: str | None = None
+    #: Slots before this moment do not count (the schedule was created or enabled then).
+    counting_since: datetime | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Never ran, and not overdue yet: waiting for its first run (healthy)."""
+        return self.last_started_at is None and not self.overdue
 
 
 # --- cron arithmetic ------------------------------------------------------------
@@ -158,12 +174,12 @@ def maintenance_schedule_name(task: str) -> str:
 def pipeline_schedule_states(*, now: datetime | None = None) -> dict[str, ScheduleState]:
     """The schedule state of every registered pipeline, in registration order.
 
-    Two queries whatever the number of pipelines: the Schedule rows, and the
-    latest start per pipeline (a GROUP BY answered from the run_pipeline_started
-    index). The cron comes from the pipeline's Schedule row when there is one
-    (an admin's edit wins), else from the registered default. `next_run` is
-    the row's own next run while it lies ahead (what django-q2 will do), else
-    computed from the cron.
+    Three queries whatever the number of pipelines: the Schedule rows, when
+    each schedule started counting (PipelineSettings), and the latest start
+    per pipeline (answered from the run_pipeline_started index). The cron
+    comes from the pipeline's Schedule row when there is one (an admin's edit
+    wins), else from the registered default. `next_run` is the row's own next
+    run while it lies ahead (what django-q2 will do), else computed from the cron.
     """
     from django_q.models import Schedule
 
@@ -182,6 +198,10 @@ def pipeline_schedule_states(*, now: datetime | None = None) -> dict[str, Schedu
     from runs.selectors import recent_runs_per_pipeline
 
     last_started = {n: runs[0].started_at for n, runs in recent_runs_per_pipeline(names, 1).items() if runs}
+    from runs.models import PipelineSettings
+
+    since = dict(PipelineSettings.objects.filter(pipeline__in=names, schedule_since__isnull=False)
+                 .values_list("pipeline", "schedule_since"))
     grace = overdue_grace()
     states = {}
     for p in pipelines:
@@ -203,6 +223,9 @@ def pipeline_schedule_states(*, now: datetime | None = None) -> dict[str, Schedu
         else:
             upcoming = next_run(cron, now=now) if cron else row_next
         slot = due_slot(cron, now=now, grace=grace)
+        counting_since = since.get(p.name)
+        if slot is not None and counting_since is not None and slot < counting_since:
+            slot = None  # the slot came before the schedule existed: it does not count
         states[p.name] = ScheduleState(
             name=p.name,
             cron=cron,
@@ -213,6 +236,7 @@ def pipeline_schedule_states(*, now: datetime | None = None) -> dict[str, Schedu
             overdue=slot is not None and (started is None or started < slot),
             due_slot=slot,
             default_cron=p.schedule,
+            counting_since=counting_since,
         )
     return states
 
@@ -339,3 +363,51 @@ def sync_schedules(*, reset: bool = False, now: datetime | None = None) -> SyncR
     if report.created or report.updated or report.reset or report.removed:
         logger.info("schedules synced: %s", report.summary())
     return report
+
+
+# --- keeping next_run and the counting start in step with edits ------------------
+
+
+def schedule_pre_save(sender, instance, raw: bool = False, **kwargs) -> None:
+    """Before a Schedule is saved: recompute next_run when its cron or type changed,
+    and note whether its counting start moves (created, enabled again, new cron/type)."""
+    if raw:
+        return
+    from django_q.models import Schedule
+
+    old = (Schedule.objects.filter(pk=instance.pk).values("schedule_type", "cron", "minutes", "repeats").first()
+           if instance.pk else None)
+    now = timezone.now()
+    if old is None:
+        instance._syncsite_restart = True
+        return
+    changed = (old["schedule_type"] != instance.schedule_type
+               or (old["cron"] or "").strip() != (instance.cron or "").strip()
+               or old["minutes"] != instance.minutes)
+    if changed and instance.schedule_type == Schedule.CRON and instance.cron:
+        instance.next_run = next_run(instance.cron, now=now)
+    elif changed and instance.schedule_type != Schedule.ONCE:
+        instance.next_run = instance.calculate_next_run(now)
+    instance._syncsite_restart = changed or (old["repeats"] == 0 and instance.repeats != 0)
+
+
+def schedule_post_save(sender, instance, created: bool = False, raw: bool = False, **kwargs) -> None:
+    """After a pipeline's Schedule is saved: move its counting start to now when
+    it was created, enabled again or given a new cron or type."""
+    if raw or not getattr(instance, "_syncsite_restart", False) or not instance.name:
+        return
+    instance._syncsite_restart = False
+    if not instance.name.startswith(PIPELINE_PREFIX):
+        return
+    from runs.models import PipelineSettings
+
+    PipelineSettings.objects.update_or_create(pipeline=instance.name[len(PIPELINE_PREFIX):][:64],
+                                              defaults={"schedule_since": timezone.now()})
+
+
+def connect_schedule_signals() -> None:
+    from django.db.models.signals import post_save, pre_save
+    from django_q.models import Schedule
+
+    pre_save.connect(schedule_pre_save, sender=Schedule, dispatch_uid="runs.scheduling.schedule_pre_save")
+    post_save.connect(schedule_post_save, sender=Schedule, dispatch_uid="runs.scheduling.schedule_post_save")

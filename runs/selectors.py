@@ -34,6 +34,8 @@ MIN_PREFIX = 2
 _RUN_COLUMNS = (
     "id", "pipeline", "parent_id", "mode", "status", "started_at", "finished_at", "duration_ms",
     "created", "updated", "skipped", "failed", "error_count", "message", "heartbeat_at",
+    # Tells a not-configured skip from a skip because the pipeline was running (held_by).
+    "summary",
 )
 
 
@@ -124,7 +126,19 @@ class Card:
     @property
     def colour(self) -> str:
         run = self.last_finished
+        if run is not None and run.not_configured:
+            return "not_configured"
         return run.status if run is not None else "never"
+
+    @property
+    def badge(self) -> str:
+        """The card's status badge: the last finished run, running, not configured,
+        waiting for its first run (scheduled, not overdue) or never run."""
+        if self.last_finished is not None:
+            return self.colour
+        if self.runs:
+            return "running"
+        return "waiting" if getattr(self.schedule, "waiting", False) and self.schedule.enabled else "never"
 
 
 def overview_cards(now: datetime | None = None) -> list[Card]:
@@ -171,19 +185,34 @@ def child_runs(run: Run, limit: int = 100) -> list[Run]:
     return list(Run.objects.filter(parent_id=run.pk).order_by("id")[:limit])
 
 
-def run_errors(run: Run, *, step_id: int | None = None, q: str = "") -> QuerySet[RunError]:
+def run_errors(run: Run, *, step_id: int | None = None, q: str = "",
+               children: list[Run] | None = None) -> QuerySet[RunError]:
     """A run's errors in step order, then as they happened.
 
     Ordered by (step, id) so SQLite walks runerror_run_step (which carries the
     rowid) without sorting, even for a run with 50,000 errors. The search is an
     identifier prefix or a message substring; both stay inside this one run.
+
+    A parent run (`all`) has its children's errors too (its error count is
+    their sum): one runerror_run_step range per run, in run order. Its steps
+    stand for child runs, so filtering by such a step shows that child's errors.
     """
-    qs = RunError.objects.filter(run_id=run.pk)
+    ids = [run.pk] + [c.pk for c in children or []]
+    child_of_step = {}
+    if children:
+        child_of_step = {s.pk: s.detail.get("child_run") for s in run.steps.all() if s.detail.get("child_run")} \
+            if step_id is not None else {}
+    if len(ids) == 1:
+        qs = RunError.objects.filter(run_id=run.pk)
+    elif step_id is not None and child_of_step.get(step_id):
+        qs, step_id = RunError.objects.filter(run_id=child_of_step[step_id]), None
+    else:
+        qs = RunError.objects.filter(run_id__in=ids)
     if step_id is not None:
         qs = qs.filter(step_id=step_id)
     if q:
         qs = qs.filter(Q(message__icontains=q) | identifier_prefix_q(q))
-    return qs.order_by("step_id", "id")
+    return qs.order_by("run_id", "step_id", "id") if len(ids) > 1 else qs.order_by("step_id", "id")
 
 
 def identifier_prefix_q(prefix: str):

@@ -47,7 +47,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, ProgrammingError, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+    connection,
+    transaction,
+)
 from django.utils import timezone
 
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
@@ -90,13 +98,23 @@ def compute_run_status(
     """The one place a finished run's status is derived from its steps and errors.
 
     A run that got to the end is `success` when no step failed and nothing was
-    recorded as an error, else `partial`. A parent run (`all`) is never better
-    than its worst child. `failed` and `cancelled` for the run itself are
-    decided by the runner (an exception escaped / a cancel was honoured).
+    recorded as an error, else `partial`. A run whose every step was skipped
+    (nothing was configured to do: a missing API key) is `skipped`. A parent
+    run (`all`) is never better than its worst child; a child that could not
+    run because it was already running makes the parent `partial` (the runner
+    leaves not-configured children out of `child_statuses`). `failed` and
+    `cancelled` for the run itself are decided by the runner (an exception
+    escaped / a cancel was honoured).
+
+    Used both with and without run tracking, so the outcome a volunteer sees
+    on the command line never depends on whether the runs table was writable.
     """
+    step_statuses = list(step_statuses)
     status = RunStatus.SUCCESS
     if error_count or any(s in (StepStatus.FAILED, StepStatus.PARTIAL) for s in step_statuses):
         status = RunStatus.PARTIAL
+    elif step_statuses and all(s == StepStatus.SKIPPED for s in step_statuses):
+        status = RunStatus.SKIPPED
     worst = {RunStatus.SUCCESS: 0, RunStatus.SKIPPED: 1, RunStatus.PARTIAL: 2, RunStatus.CANCELLED: 3,
              RunStatus.ABANDONED: 4, RunStatus.FAILED: 4}
     for child in child_statuses:
@@ -106,6 +124,21 @@ def compute_run_status(
         if worst.get(child, 0) > worst[status]:
             status = RunStatus(child)
     return str(status)
+
+
+def describe_db_problem(exc: BaseException) -> str:
+    """A volunteer-readable cause for a database error (never the raw text: it
+    can carry host names or SQL)."""
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        return "the database is read-only"
+    if "disk" in text and "full" in text or "no space left" in text or "diskfull" in text:
+        return "the disk is full"
+    if _is_locked(exc):
+        return "the database stayed locked by another writer"
+    if "no such table" in text or "does not exist" in text:
+        return "the run tables are missing (run `manage.py migrate`)"
+    return f"the database did not accept a write ({type(exc).__name__})"
 
 
 @dataclass
@@ -215,6 +248,12 @@ class RunTracker:
         self.error_identifiers: dict[str, tuple[str, str, str]] = {}
         self.processed_items: list[Any] = []
         self.left_identifiers: set[str] = set()
+        #: Why tracking failed (a volunteer-readable cause), or None while it works.
+        self.problem: str | None = None
+        #: Set once the final run row is committed by end_run.
+        self.final_written = False
+        #: Errors counted in error_count that the writer could not store.
+        self.errors_lost = 0
 
     # -- run -----------------------------------------------------------------
 
@@ -237,9 +276,11 @@ class RunTracker:
         # Generous: on a busy SQLite the writer waits its turn for the lock.
         if not call.done.wait(timeout=settings.SQLITE_BUSY_TIMEOUT_S * 3 + 5):
             logger.error("run tracking: could not create the run row for %s in time", self.pipeline)
+            self.problem = "the database stayed locked by another writer"
             self._shutdown_writer()
             return None
         if call.error is not None:
+            self.problem = describe_db_problem(call.error)
             self._shutdown_writer()
             raise call.error
         if self.held_by is not None:
@@ -344,6 +385,10 @@ class RunTracker:
 
     # -- steps ---------------------------------------------------------------
 
+    def add_child_errors(self, count: int) -> None:
+        """A child run's errors count for its parent too (`all` adds up)."""
+        self.error_count += max(0, int(count or 0))
+
     @_safe(default=None)
     def start_step(self, name: str, *, critical: bool = True, total: int | None = None) -> int | None:
         """Start a step and return its id (a handle for end_step/record_error)."""
@@ -415,8 +460,14 @@ class RunTracker:
         message: Any = "",
         traceback: str = "",
     ) -> None:
-        """Record one error. Redaction and truncation happen on the writer thread."""
-        if self.run_id is None or self.held_by is not None:
+        """Record one error. Redaction and truncation happen on the writer thread.
+
+        Untracked (no run row), the error is only counted, so the outcome
+        still says the run had errors."""
+        if self.held_by is not None:
+            return
+        if self.run_id is None:
+            self.error_count += 1
             return
         self._put(self._error_row(step_id, step_name, identifier, identifier_kind, message, traceback), errors=1)
 
@@ -468,7 +519,10 @@ class RunTracker:
             return
         if isinstance(errors, (dict, BaseException, str)):
             errors = [errors]
-        if self.run_id is None or self.held_by is not None:
+        if self.held_by is not None:
+            return
+        if self.run_id is None:
+            self.error_count += len(errors)
             return
         rows = []
         for item in errors:
@@ -539,8 +593,9 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         try:
             self._loop()
-        except Exception:
+        except Exception as exc:
             logger.exception("run tracking: the writer thread stopped")
+            self.tracker.problem = describe_db_problem(exc)
         finally:
             connection.close()
 
@@ -609,32 +664,42 @@ class _Writer(threading.Thread):
         kind = item[0]
         if kind == "step":
             self.pending_steps.append(item[1])
-        elif kind == "error" and not self.errors_disabled:
-            self.pending_errors.append(item)
-        elif kind == "errors" and not self.errors_disabled:
-            self.pending_errors.extend(item[1])
+        elif kind == "error":
+            if self.errors_disabled:
+                self.tracker.errors_lost += 1
+            else:
+                self.pending_errors.append(item)
+        elif kind == "errors":
+            if self.errors_disabled:
+                self.tracker.errors_lost += len(item[1])
+            else:
+                self.pending_errors.extend(item[1])
 
     def _flush_with_retry(self, final: _Stop | None) -> None:
         delay = 0.05
         other_failures = 0
         deadline = time.monotonic() + _DRAIN_TIMEOUT_S if final is not None else None
+        last_problem = ""
         while True:
             try:
                 self._flush(final)
                 return
             except _PermanentError:
                 return
-            # PostgreSQL reports a missing table as ProgrammingError (SQLite: OperationalError).
-            except (OperationalError, ProgrammingError) as exc:
+            # PostgreSQL reports a missing table as ProgrammingError and a read-only
+            # transaction as InternalError (SQLite: OperationalError for both).
+            except (OperationalError, ProgrammingError, InternalError) as exc:
+                last_problem = describe_db_problem(exc)
                 if _is_permanent(exc):
-                    if (self.prepared_errors or self.pending_errors) and not self.errors_disabled:
+                    if (self.prepared_errors or self.pending_errors) and not self.errors_disabled \
+                            and "runerror" in str(exc).lower():
                         # Keep what can be kept: the run and its steps without the errors.
                         logger.error("run tracking: cannot store errors for run #%s: %s", self.tracker.run_id, exc)
                         self.errors_disabled = True
-                        self.pending_errors.clear()
-                        self.prepared_errors.clear()
+                        self._lose_errors()
                         continue
                     logger.error("run tracking disabled for run #%s: %s", self.tracker.run_id, exc)
+                    self.tracker.problem = describe_db_problem(exc)
                     self.disabled = True
                     return
                 if not _is_locked(exc):
@@ -642,21 +707,43 @@ class _Writer(threading.Thread):
                     connection.close()  # a lost connection is reopened on the next try
                     if other_failures > 5:
                         logger.error("run tracking: dropping a batch for run #%s: %s", self.tracker.run_id, exc)
+                        self.tracker.problem = describe_db_problem(exc)
+                        self._lose_errors()
                         self._drop_pending()
                         return
             except Exception as exc:
-                # A row that cannot be written (bad value) must not block the
-                # rest forever: log it and drop this batch.
+                # A row that cannot be written (bad value, e.g. a NUL byte on
+                # PostgreSQL) must not block the rest forever. The suspects are
+                # the error rows: drop them (counted as lost) and write the
+                # counts and the final run row without them; only if that
+                # fails too is the whole batch dropped.
+                if self.prepared_errors or self.pending_errors:
+                    logger.exception("run tracking: dropping %d error row(s) of run #%s that cannot be written",
+                                     len(self.prepared_errors) + len(self.pending_errors), self.tracker.run_id)
+                    self._lose_errors()
+                    continue
                 logger.exception("run tracking: dropping a batch for run #%s: %s", self.tracker.run_id, exc)
+                self.tracker.problem = (describe_db_problem(exc) if isinstance(exc, DatabaseError)
+                                        else f"a row could not be written ({type(exc).__name__})")
+                self._lose_errors()
                 self._drop_pending()
                 return
             if final is None and not self.tracker._queue.empty():
                 return  # keep queueing; the next flush retries with more rows
             if deadline is not None and time.monotonic() > deadline:
                 logger.error("run tracking: gave up writing run #%s after %ss", self.tracker.run_id, _DRAIN_TIMEOUT_S)
+                self.tracker.problem = last_problem or "the database did not accept the final write in time"
                 return
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    def _lose_errors(self) -> None:
+        """Errors that will never be stored no longer count in the run's error_count
+        (it must agree with its RunError rows); the status still knows there were errors."""
+        lost = len(self.pending_errors) + len(self.prepared_errors)
+        self.tracker.errors_lost += lost
+        self.pending_errors.clear()
+        self.prepared_errors.clear()
 
     def _drop_pending(self) -> None:
         self.pending_steps.clear()
@@ -696,11 +783,14 @@ class _Writer(threading.Thread):
             if self.prepared_errors:
                 self._insert_errors(pks)
             totals = tracker.totals()
-            run_fields: dict[str, Any] = {"heartbeat_at": now, **totals, "error_count": tracker.error_count}
+            run_fields: dict[str, Any] = {"heartbeat_at": now, **totals,
+                                          "error_count": max(0, tracker.error_count - tracker.errors_lost)}
             if final is not None and final.fields:
                 run_fields.update(final.fields)
             Run.objects.filter(pk=tracker.run_id).update(**run_fields)
         # Committed: only now does the in-memory bookkeeping move on.
+        if final is not None and final.fields:
+            tracker.final_written = True
         self.step_pks.update(new_step_pks)
         self.written.update(changed)
         self._drop_pending()

@@ -148,14 +148,18 @@ def run_detail(request, pk: int):
     page = max(1, _int_or_none(request.GET.get("page")) or 1)
     # One page plus one row tells whether there is a next page; no COUNT(*).
     offset = (page - 1) * ERRORS_PER_PAGE
-    errors = list(selectors.run_errors(run, step_id=step_id, q=q)[offset:offset + ERRORS_PER_PAGE + 1])
+    children = selectors.child_runs(run) if run.pipeline and not run.parent_id else []
+    # A parent's page lists its children's errors too (its count is their sum).
+    errors = list(selectors.run_errors(run, step_id=step_id, q=q, children=children)
+                  [offset:offset + ERRORS_PER_PAGE + 1])
     has_next = len(errors) > ERRORS_PER_PAGE
     errors = errors[:ERRORS_PER_PAGE]
     steps_by_id = {s.pk: s for s in steps}
     context = {
         "run": run,
         "steps": steps,
-        "children": selectors.child_runs(run) if run.pipeline and not run.parent_id else [],
+        "children": children,
+        "children_by_id": {c.pk: c for c in children},
         "errors": errors,
         "steps_by_id": steps_by_id,
         "error_step": step_id,

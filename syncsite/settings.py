@@ -310,3 +310,15 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+
+
+# --- trustworthy outcomes: spool, reminders, alert threshold -------------------
+
+# Outcomes of runs whose record could not be written (database read-only, disk
+# full, ...) wait here as small JSON files until the database accepts writes.
+RUNS_SPOOL_DIR = Path(env_str("RUNS_SPOOL_DIR", str(VAR_DIR / "spool")))
+# Remind every this many hours while a pipeline is still failing or overdue (0: never).
+ALERT_REMIND_HOURS = env_int("ALERT_REMIND_HOURS", 24, minimum=0)
+# Alert only after this many failed or partial runs in a row (the admin can
+# override it per pipeline under "Pipeline settings").
+ALERT_AFTER_FAILURES = env_int("ALERT_AFTER_FAILURES", 1, minimum=1)

@@ -25,8 +25,14 @@ def _fast_flush(settings):
     settings.RUNS_FLUSH_INTERVAL_S = 0.02
 
 
+@pytest.fixture(autouse=True)
+def _spool_dir(settings, tmp_path):
+    # Outcomes that could not be recorded are spooled per test, never in var/.
+    settings.RUNS_SPOOL_DIR = tmp_path / "spool"
+
+
 @pytest.fixture
-def subprocess_env(transactional_db):
+def subprocess_env(transactional_db, tmp_path):
     """Environment for a `manage.py` subprocess that uses the test database."""
     db = connection.settings_dict
     env = dict(os.environ)
@@ -39,6 +45,7 @@ def subprocess_env(transactional_db):
     env["DJANGO_SETTINGS_MODULE"] = "syncsite.settings"
     env["PYTHONPATH"] = str(ROOT)
     env.setdefault("LOG_LEVEL", "WARNING")
+    env["RUNS_SPOOL_DIR"] = str(tmp_path / "spool")
     return env
 
 

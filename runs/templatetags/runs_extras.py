@@ -20,11 +20,14 @@ from runs.services import format_duration
 
 register = template.Library()
 
-_STATUS_LABELS = dict(RunStatus.choices) | dict(StepStatus.choices) | {"never": "Never run"}
+_STATUS_LABELS = dict(RunStatus.choices) | dict(StepStatus.choices) | {"never": "Never run",
+                                                                       "not_configured": "Not configured",
+                                                                       "waiting": "Waiting for its first run"}
 #: Chart colours; the same as the badge colours in syncsite.css.
 STATUS_COLOURS = {
     "success": "#15803d", "partial": "#b45309", "failed": "#b91c1c", "running": "#1d4ed8",
     "cancelled": "#6b7280", "abandoned": "#7c2d12", "skipped": "#9ca3af", "never": "#9ca3af",
+    "not_configured": "#9ca3af",
 }
 
 

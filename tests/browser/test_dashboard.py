@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
 from django.utils import timezone
 
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
@@ -50,6 +51,11 @@ def browser_page(tmp_path, monkeypatch):
             yield page
         finally:
             context.close()
+            # Inside sync_playwright() the test's ORM calls run in Playwright's
+            # greenlet, whose context variables give Django a connection of its
+            # own; nothing else closes it, and an open PostgreSQL session keeps
+            # the test database from being dropped.
+            connection.close()
 
 
 def _history():

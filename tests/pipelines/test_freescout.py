@@ -365,7 +365,8 @@ def test_not_configured_the_step_is_skipped_with_the_reason(settings, key, url, 
     settings.FREESCOUT_BASE_URL = url
     members()
     run = run_pipeline("freescout")
-    assert run.status == "success"
+    # Nothing configured is not success: the run is skipped, with the reason.
+    assert (run.status, run.message) == ("skipped", f"Not configured: {reason}.")
     step = sync_step(run)
     assert (step.status, step.reason) == ("skipped", reason)
 

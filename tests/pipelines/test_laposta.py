@@ -387,7 +387,7 @@ def test_dry_run_counts_and_sends_nothing(fake, pipeline):
 def test_not_configured_both_steps_are_skipped_with_the_reason(fake, pipeline, settings):
     settings.LAPOSTA_API_KEY = ""
     run = pipeline(three())
-    assert run.status == "success"
+    assert (run.status, run.message) == ("skipped", "Not configured: LAPOSTA_API_KEY is not set.")
     for name in ("laposta-prepare", "laposta-submit"):
         s = step(run, name)
         assert (s.status, s.reason) == ("skipped", "LAPOSTA_API_KEY is not set")

@@ -65,6 +65,8 @@ def _alert_settings(settings):
     settings.ALERT_RETRY_S = 300
     settings.ALERT_MAX_ATTEMPTS = 3
     settings.SITE_URL = "https://sync.example.org"
+    settings.ALERT_REMIND_HOURS = 24
+    settings.ALERT_AFTER_FAILURES = 1
 
 
 def test_a_failed_run_is_notified_once_while_the_pipeline_keeps_failing(frozen):
@@ -124,6 +126,8 @@ def test_partial_then_failed_then_partial_is_each_a_change(frozen):
 def test_overdue_pipelines_are_grouped_with_a_cooldown_that_restarts_when_the_set_changes(
     frozen, on_schedule, settings
 ):
+    settings.ALERT_REMIND_HOURS = 0  # without reminders the overdue message repeats on its own cooldown
+
     @register("hourly", schedule="0 * * * *")
     def hourly(run):
         pass

@@ -31,7 +31,7 @@ EPILOG = """exit codes:
   1  failed (or cancelled)
   2  usage error (unknown pipeline: the known ones are listed)
   3  partial: finished, but some items or a non-critical step failed
-  4  skipped: the pipeline was already running
+  4  skipped: the pipeline was already running, or nothing is configured
 """
 
 
@@ -154,7 +154,9 @@ class Command(BaseCommand):
         for column in ("step", "status", "read", "created", "updated", "skipped", "failed", "duration"):
             table.add_column(column, justify="left" if column in ("step", "status") else "right",
                              overflow="fold", min_width=len(column))
-        steps = list(RunStep.objects.filter(run_id=run.pk).order_by("position")) if run.pk else []
+        steps = getattr(run, "untracked_steps", None)
+        if steps is None:  # the record was written: show what is stored
+            steps = list(RunStep.objects.filter(run_id=run.pk).order_by("position")) if run.pk else []
         for s in steps:
             table.add_row(s.name, s.status, str(s.read), str(s.created), str(s.updated), str(s.skipped),
                           str(s.failed), format_duration(s.duration_ms))
@@ -165,7 +167,10 @@ class Command(BaseCommand):
             console.print(run.message, markup=False)
         if run.error_count:
             console.print(f"{run.error_count} error(s) recorded.", markup=False)
-        if run.pk:
+        if getattr(run, "tracking_problem", None):
+            console.print("This run's record could not be written; it is recorded as soon as the database "
+                          "accepts writes again.", markup=False)
+        elif run.pk:
             console.print(f"Details: {run.get_absolute_url()}", markup=False)
 
 
