@@ -195,11 +195,16 @@ def imported_parent_values(values: dict[str, Any], edited: dict[str, tuple[str, 
 
 
 def with_our_parent_values(records: list[ParentRecord], edits: Edits) -> list[ParentRecord]:
-    """The parent records with our corrected email and phone, for Laposta's parents list."""
+    """The parent records with our corrected email and phone, for Laposta's parents list.
+
+    Matched to registry parents the way the import does (resolve_parents), so a
+    parent whose email Sportlink changed meanwhile (a conflict) still gets ours.
+    """
     if not edits.parents:
         return records
-    return [dataclasses.replace(record, **{name: ours for name, (ours, _theirs) in edits.parents[record.email].items()})
-            if record.email in edits.parents else record for record in records]
+    resolved = resolve_parents(records, edits, Parent.objects.values_list("sportlink_email", flat=True))
+    return [dataclasses.replace(record, **{name: ours for name, (ours, _theirs) in edits.parents[key].items()})
+            if key in edits.parents else record for key, record in resolved]
 
 
 # --- the reverse-sync step ------------------------------------------------------

@@ -413,3 +413,10 @@ def test_the_people_card_counts_parent_corrections(parent):
     run_pipeline("people")
     _user, client = staff("view_correction")
     assert "2 corrections to enter in Sportlink" in client.get(reverse("runs:overview")).content.decode()
+
+
+def test_laposta_gets_our_email_during_a_conflict_too(export_dir, kids, fake, parent, pending):  # noqa: F811
+    set_parent(export_dir, kids, email=THIRD)
+    run = run_pipeline("people")
+    assert step(run).failed == 1
+    assert OURS in fake.lists[PARENTS_LIST] and THIRD not in fake.lists[PARENTS_LIST]
