@@ -333,8 +333,3 @@ class Correction(models.Model):
     @property
     def label(self) -> str:
         return CONTACT_FIELDS.get(self.field, self.field)
-
-    @property
-    def owner(self) -> Member | Parent:
-        """The member or the parent corrected."""
-        return self.member if self.member_id else self.parent
