@@ -2,9 +2,11 @@
 
 The registry is written by the pipelines from the exports; an edit here would
 be overwritten by the next run, so these admins show and search, they do not
-edit. The one exception: a member's contact fields (CONTACT_FIELDS), which
-users with `pipelines.change_member` may correct; the import keeps those and
-each becomes a Correction to enter in Sportlink (pipelines.corrections).
+edit. The exceptions: a member's contact fields (CONTACT_FIELDS), which
+users with `pipelines.change_member` may correct, and a parent's email and
+phone (PARENT_CONTACT_FIELDS, `pipelines.change_parent`); the import keeps
+those and each becomes a Correction to enter in Sportlink
+(pipelines.corrections).
 Search uses exact / prefix lookups (indexed: relatiecode, email, the
 name index) rather than `icontains` scans; lists never count past what they
 show (`show_full_result_count = False`).
@@ -19,7 +21,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
@@ -27,6 +29,7 @@ from pipelines import corrections
 from pipelines.models import (
     CONTACT_FIELDS,
     OPEN_STATES,
+    PARENT_CONTACT_FIELDS,
     Commissie,
     CommissieMembership,
     Contribution,
@@ -116,16 +119,12 @@ def _former_badge(is_former: bool) -> str:
 PHONE_RE = re.compile(r"^[0-9+() ./-]*$")
 
 
-class MemberContactForm(forms.ModelForm):
-    """The contact fields a volunteer may correct, checked the way Sportlink will need them."""
-
-    class Meta:
-        model = Member
-        fields = list(CONTACT_FIELDS)
+class ContactFormMixin:
+    """Checks the contact fields the way Sportlink will need them."""
 
     def clean(self):
         data = super().clean()
-        for name in CONTACT_FIELDS:
+        for name in self._meta.fields:
             if isinstance(data.get(name), str):
                 data[name] = data[name].strip()
         return data
@@ -146,11 +145,19 @@ class MemberContactForm(forms.ModelForm):
             raise ValidationError("Use digits, spaces and + - ( ) only, like 06 12345678 or +31 6 12345678.")
         return value
 
-    def clean_mobile(self) -> str:
-        return self._phone("mobile")
-
     def clean_phone(self) -> str:
         return self._phone("phone")
+
+
+class MemberContactForm(ContactFormMixin, forms.ModelForm):
+    """The contact fields a volunteer may correct on a member."""
+
+    class Meta:
+        model = Member
+        fields = list(CONTACT_FIELDS)
+
+    def clean_mobile(self) -> str:
+        return self._phone("mobile")
 
     def clean_postcode(self) -> str:
         return self.cleaned_data["postcode"].strip().upper()
@@ -201,9 +208,7 @@ class MemberAdmin(RegistryAdmin):
 
     @admin.display(description="corrections to enter in Sportlink")
     def open_corrections(self, obj: Member) -> str:
-        rows = obj.corrections.filter(state__in=OPEN_STATES).order_by("field")
-        return format_html_join("", "<div>{}: in Sportlink “{}” — enter “{}” ({})</div>",
-                                ((c.label, c.sportlink_value, c.our_value, c.get_state_display()) for c in rows)) or "-"
+        return _open_corrections(obj)
 
     @admin.display(description="name", ordering="last_name")
     def name(self, obj: Member) -> str:
@@ -221,17 +226,62 @@ class MemberAdmin(RegistryAdmin):
         return format_html('<img src="{}" alt="{}" style="max-height:96px">', obj.photo.url, obj.full_name)
 
 
+class ParentContactForm(ContactFormMixin, forms.ModelForm):
+    """A parent's email and phone. The email is lower case (as the import reads it) and must not be
+    another parent's, here or in Sportlink: the import knows parents by their email."""
+
+    class Meta:
+        model = Parent
+        fields = list(PARENT_CONTACT_FIELDS)
+
+    def clean_email(self) -> str:
+        value = super().clean_email().lower()
+        if not value:
+            raise ValidationError("A parent needs an email address: it is how Sportlink's export names the parent.")
+        others = Parent.objects.exclude(pk=self.instance.pk)
+        if others.filter(Q(email=value) | Q(sportlink_email=value)).exists():
+            raise ValidationError(f"“{value}” is already another parent's email address (here or in Sportlink).")
+        return value
+
+
 @admin.register(Parent)
 class ParentAdmin(RegistryAdmin):
     list_display = ("email", "name", "phone", "last_synced_at")
     search_fields = ("^email", "^name", "=children__knvb_id")
     search_help_text = "The start of an email address or name, or a child's relatiecode (exact)."
-    fields = ("email", "name", "phone", "children_list", "source_hash", "last_synced_at", "created_at")
-    readonly_fields = ("children_list",)
+    fieldsets = (
+        (None, {"fields": ("name", "children_list")}),
+        ("Contact", {"fields": ("email", "phone", "sportlink_email", "open_corrections"),
+                     "description": "Corrections here are kept by the import and listed on the corrections "
+                                    "worklist until Sportlink shows them on the children's rows."}),
+        ("Sync", {"fields": ("is_former", "source_hash", "last_synced_at", "created_at")}),
+    )
+    form = ParentContactForm
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Only the email and phone are editable (get_readonly_fields).
+        return request.user.has_perm("pipelines.change_parent")
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return [name for name in flatten_fieldsets(self.fieldsets) if name not in PARENT_CONTACT_FIELDS]
+
+    def save_model(self, request: HttpRequest, obj: Parent, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        corrections.record_edit(obj, form.changed_data, user=request.user)
+
+    @admin.display(description="corrections to enter in Sportlink")
+    def open_corrections(self, obj: Parent) -> str:
+        return _open_corrections(obj)
 
     @admin.display(description="children")
     def children_list(self, obj: Parent) -> str:
         return ", ".join(f"{child.full_name} ({child.knvb_id})" for child in obj.children.all()) or "-"
+
+
+def _open_corrections(obj: Member | Parent) -> str:
+    rows = obj.corrections.filter(state__in=OPEN_STATES).order_by("field")
+    return format_html_join("", "<div>{}: in Sportlink “{}” — enter “{}” ({})</div>",
+                            ((c.label, c.sportlink_value, c.our_value, c.get_state_display()) for c in rows)) or "-"
 
 
 @admin.register(Team)
@@ -294,15 +344,15 @@ class LapostaSubscriptionAdmin(RegistryAdmin):
 class CorrectionAdmin(admin.ModelAdmin):
     """Corrections (written by pipelines.corrections); a person decides conflicts here or on the worklist."""
 
-    list_display = ("member", "field", "sportlink_value", "our_value", "state_badge", "detected_at", "detected_by")
-    list_select_related = ("member", "detected_by")
-    list_filter = ("state", "field")
-    search_fields = ("=member__knvb_id", "^member__last_name")
-    search_help_text = "Relatiecode (exact) or the start of a surname."
+    list_display = ("who", "field", "sportlink_value", "our_value", "state_badge", "detected_at", "detected_by")
+    list_select_related = ("member", "parent", "detected_by")
+    list_filter = ("state", "field", ("parent", admin.EmptyFieldListFilter))
+    search_fields = ("=member__knvb_id", "^member__last_name", "^parent__sportlink_email", "^parent__email")
+    search_help_text = "Relatiecode (exact), the start of a surname, or the start of a parent's email address."
     show_full_result_count = False
     list_per_page = 50
     actions = ("keep_ours", "take_sportlink")
-    fields = ("member", "field", "sportlink_value", "original_value", "our_value", "state", "detected_at",
+    fields = ("member", "parent", "field", "sportlink_value", "original_value", "our_value", "state", "detected_at",
               "detected_by", "resolved_at", "resolved_by")
     readonly_fields = fields
 
@@ -311,6 +361,10 @@ class CorrectionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    @admin.display(description="member or parent")
+    def who(self, obj: Correction) -> str:
+        return str(obj.member) if obj.member_id else f"parent {obj.parent}"
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: Correction) -> str:

@@ -28,6 +28,12 @@ confirms it once Sportlink's export shows it. The design, in one place:
 
   A correction made in the admin is recorded at once, with who made it
   (`record_edit`); the step then finds it open.
+- Parents (PARENT_CONTACT_FIELDS: email, phone) go through the same states.
+  Sportlink stores a parent on each child's row, and the import knows a
+  parent by its email there: `Parent.sportlink_email` is both Sportlink's
+  copy of the email and the parent's key for the import (`resolve_parents`),
+  so a corrected email keeps the parent's row. A volunteer enters a parent's
+  correction on the rows of its children (the worklist names them).
 """
 
 from __future__ import annotations
@@ -39,18 +45,28 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Prefetch, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from pipelines.models import CONTACT_FIELDS, OPEN_STATES, Correction, CorrectionState, Member, sportlink_field
-from pipelines.records import MemberRecord
+from pipelines.models import (
+    CONTACT_FIELDS,
+    OPEN_STATES,
+    PARENT_CONTACT_FIELDS,
+    Correction,
+    CorrectionState,
+    Member,
+    Parent,
+    sportlink_field,
+)
+from pipelines.records import MemberRecord, ParentRecord
 from runs.pipeline import CardNote, PipelineRun, Step, add_card_note
 
 logger = logging.getLogger("pipelines.corrections")
 
 STEP = "reverse-sync"
 SNAPSHOT_FIELDS = tuple(sportlink_field(name) for name in CONTACT_FIELDS)
+PARENT_SNAPSHOT_FIELDS = tuple(sportlink_field(name) for name in PARENT_CONTACT_FIELDS)
 BATCH_SIZE = 500
 # A dry run lists at most this many would-be changes in the step's detail.
 DRY_RUN_LISTED = 100
@@ -58,15 +74,22 @@ DRY_RUN_LISTED = 100
 
 
 class Edits(dict):
-    """knvb_id -> {field: (our value, Sportlink's value)} for the fields that differ, and when they were read."""
+    """knvb_id -> {field: (our value, Sportlink's value)} for the fields that differ, and when they were read.
+
+    `parents`: the same for parents, keyed by the parent's Sportlink email.
+    """
 
     loaded_at = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parents: dict[str, dict[str, tuple[str, str]]] = {}
 
-def edited_q() -> Q:
-    """Members with at least one contact field that differs from Sportlink's copy (one scan, no join)."""
+
+def edited_q(fields: Iterable[str] = CONTACT_FIELDS) -> Q:
+    """Rows with at least one of `fields` that differs from Sportlink's copy (one scan, no join)."""
     q = Q()
-    for name in CONTACT_FIELDS:
+    for name in fields:
         q |= ~Q(**{name: F(sportlink_field(name))})
     return q
 
@@ -80,6 +103,12 @@ def load_edits() -> Edits:
     for row in rows.iterator(chunk_size=2000):
         edits[row[0]] = {name: (ours, theirs) for name, ours, theirs in
                          zip(CONTACT_FIELDS, row[1:1 + n], row[1 + n:], strict=True) if ours != theirs}
+    n = len(PARENT_CONTACT_FIELDS)
+    rows = (Parent.objects.filter(edited_q(PARENT_CONTACT_FIELDS)).order_by()
+            .values_list("sportlink_email", *PARENT_CONTACT_FIELDS, *PARENT_SNAPSHOT_FIELDS))
+    for row in rows.iterator(chunk_size=2000):
+        edits.parents[row[0]] = {name: (ours, theirs) for name, ours, theirs in
+                                 zip(PARENT_CONTACT_FIELDS, row[1:1 + n], row[1 + n:], strict=True) if ours != theirs}
     return edits
 
 
@@ -105,36 +134,121 @@ def with_our_values(records: list[MemberRecord], edits: Edits) -> list[MemberRec
             if record.knvb_id in edits else record for record in records]
 
 
+# --- parents: keyed by Sportlink's email -----------------------------------------
+
+
+def resolve_parents(records: Sequence[ParentRecord], edits: Edits,
+                    known: Iterable[str]) -> list[tuple[str, ParentRecord]]:
+    """Which registry parent each export parent is: (key, record), key = `Parent.sportlink_email`.
+
+    `known`: the keys in the registry. An export email that is a key is that
+    parent. One that is a parent's corrected email (ours) is that parent:
+    Sportlink now shows our value, on these children's rows at least. An
+    unknown email on the rows of a child of a parent whose corrected email is
+    gone from the export is that parent too: Sportlink changed the email to a
+    third value (a conflict). Anything else is a new parent (key = its email).
+    Records that turn out to be one parent are merged; while any child's row
+    still shows the old email, Sportlink's email stays the old one.
+    """
+    known = set(known)
+    corrected = {fields["email"][0].lower(): key for key, fields in edits.parents.items() if "email" in fields}
+    groups: dict[str, list[ParentRecord]] = {}
+    unmatched: list[ParentRecord] = []
+    for record in records:
+        if record.email in known:
+            groups.setdefault(record.email, []).append(record)
+        elif record.email in corrected:
+            groups.setdefault(corrected[record.email], []).append(record)
+        else:
+            unmatched.append(record)
+    missing = {key for key in corrected.values() if key not in groups}
+    children: dict[str, set[str]] = defaultdict(set)
+    if unmatched and missing:
+        for key, code in (Parent.children.through.objects.filter(parent__sportlink_email__in=missing)
+                          .values_list("parent__sportlink_email", "member__knvb_id")):
+            children[key].add(code)
+    for record in unmatched:
+        same = [key for key in sorted(missing) if children[key] & set(record.children) and key not in groups]
+        groups[same[0] if len(same) == 1 else record.email] = [record]
+    resolved = []
+    for key, found in groups.items():
+        if len(found) == 1:
+            resolved.append((key, found[0]))
+            continue
+        found.sort(key=lambda r: r.email != key)  # rows still showing the key first
+        merged = ParentRecord(email=found[0].email, name=next((r.name for r in found if r.name), ""),
+                              phone=next((r.phone for r in found if r.phone), ""),
+                              children=list(dict.fromkeys(code for r in found for code in r.children)))
+        resolved.append((key, merged))
+    return resolved
+
+
+def imported_parent_values(values: dict[str, Any], edited: dict[str, tuple[str, str]] | None) -> dict[str, Any]:
+    """The row the import writes for one parent (`values`: field -> export value, changed in place);
+    as imported_values for members."""
+    for name in PARENT_CONTACT_FIELDS:
+        values[sportlink_field(name)] = values[name]
+    if edited:
+        for name, (ours, _theirs) in edited.items():
+            values[name] = ours
+    return values
+
+
+def with_our_parent_values(records: list[ParentRecord], edits: Edits) -> list[ParentRecord]:
+    """The parent records with our corrected email and phone, for Laposta's parents list.
+
+    Matched to registry parents the way the import does (resolve_parents), so a
+    parent whose email Sportlink changed meanwhile (a conflict) still gets ours.
+    """
+    if not edits.parents:
+        return records
+    resolved = resolve_parents(records, edits, Parent.objects.values_list("sportlink_email", flat=True))
+    return [dataclasses.replace(record, **{name: ours for name, (ours, _theirs) in edits.parents[key].items()})
+            if key in edits.parents else record for key, record in resolved]
+
+
 # --- the reverse-sync step ------------------------------------------------------
 
 
-def reverse_sync(run: PipelineRun, *, edits: Edits, records: Sequence[MemberRecord]) -> None:
-    """Record the `reverse-sync` step. `edits`: load_edits() from before the import;
-    `records`: the converted export records (a dry run compares with them, as nothing was imported)."""
+def reverse_sync(run: PipelineRun, *, edits: Edits, records: Sequence[MemberRecord],
+                 parents: Sequence[ParentRecord] | None = None) -> None:
+    """Record the `reverse-sync` step. `edits`: load_edits() from before the import; `records` and
+    `parents`: the converted export records (a dry run compares with them, as nothing was imported)."""
     with run.step(STEP, critical=False) as step:
-        detect(step, edits=edits, records=records if run.dry_run else None, dry_run=run.dry_run)
+        detect(step, edits=edits, records=records if run.dry_run else None,
+               parents=parents if run.dry_run else None, dry_run=run.dry_run)
 
 
-def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None = None, dry_run: bool) -> None:
+def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None = None,
+           parents: Sequence[ParentRecord] | None = None, dry_run: bool) -> None:
     """Compare every corrected field and every open correction; see the module docstring.
 
-    Two queries to read (open corrections; members that differ or have one
-    open), then batched writes. With `records` (a dry run), each member's
-    values are first merged with its export record the way the import would.
+    Three queries to read (open corrections; members, then parents, that
+    differ or have one open), then batched writes. With `records` / `parents`
+    (a dry run), each member's and parent's values are first merged with the
+    export the way the import would.
     """
-    open_corrections = {(c.member_id, c.field): c for c in
+    open_corrections = {(c.member_id, c.parent_id, c.field): c for c in
                         Correction.objects.filter(state__in=OPEN_STATES).order_by()}
-    has_open = Q(pk__in=Correction.objects.filter(state__in=OPEN_STATES).values("member_id"))
-    n = len(CONTACT_FIELDS)
+    has_open = Q(pk__in=Correction.objects.filter(state__in=OPEN_STATES, member__isnull=False).values("member_id"))
+    parent_has_open = Q(pk__in=Correction.objects.filter(state__in=OPEN_STATES, parent__isnull=False)
+                        .values("parent_id"))
     # Unordered: a table scan. ORDER BY knvb_id would walk its index and fetch
     # each row from it, 5x slower on 50,000 members (measured on SQLite).
     rows = (Member.objects.filter(edited_q() | has_open).order_by()
             .values_list("pk", "knvb_id", "is_former", *CONTACT_FIELDS, *SNAPSHOT_FIELDS))
+    parent_rows = (Parent.objects.filter(edited_q(PARENT_CONTACT_FIELDS) | parent_has_open).order_by()
+                   .values_list("pk", "sportlink_email", "is_former", *PARENT_CONTACT_FIELDS,
+                                *PARENT_SNAPSHOT_FIELDS))
     exported = {record.knvb_id: record for record in records} if records is not None else {}
+    exported_parents: dict[str, ParentRecord] = {}
+    if parents:
+        exported_parents = dict(resolve_parents(parents, edits, Parent.objects.values_list("sportlink_email",
+                                                                                            flat=True)))
     now = timezone.now()
     new: list[Correction] = []
     changed: list[Correction] = []
-    restore: list[tuple[int, str, str, str]] = []  # (member pk, field, ours, Sportlink's)
+    restore: list[tuple[type, int, str, str, str]] = []  # (model, pk, field, ours, Sportlink's)
     listed: list[str] = []
     tally: dict[str, int] = defaultdict(int)
 
@@ -142,11 +256,75 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
         if dry_run:
             listed.append(f"{code} {CONTACT_FIELDS[name]}: {text}")
 
-    def conflict(code: str, correction: Correction) -> None:
-        step.fail_item(conflict_message(correction), identifier=code, identifier_kind="knvb_id")
-        note(code, correction.field, f"conflict, ours {correction.our_value!r}, "
-                                     f"Sportlink's {correction.sportlink_value!r}")
+    def compare(model: type, pk: int, code: str, kind: str, is_former: bool, name: str, ours: str, theirs: str,
+                before: str) -> None:
+        """One field of one member or parent: `before` is Sportlink's value when the run started."""
+        owner = {"member_id": pk, "parent_id": None} if model is Member else {"member_id": None, "parent_id": pk}
+        correction = open_corrections.get((owner["member_id"], owner["parent_id"], name))
 
+        def conflict(correction: Correction) -> None:
+            step.fail_item(conflict_message(correction), identifier=code, identifier_kind=kind)
+            note(code, correction.field, f"conflict, ours {correction.our_value!r}, "
+                                         f"Sportlink's {correction.sportlink_value!r}")
+
+        if is_former:
+            if correction is not None:
+                _close(correction, CorrectionState.CLOSED, now, changed)
+                tally["closed"] += 1
+                note(code, name, "closed (left the export)")
+            return
+        if correction is None:
+            if ours == theirs:
+                return
+            correction = Correction(**owner, field=name, sportlink_value=theirs, original_value=before,
+                                    our_value=ours, detected_at=now)
+            new.append(correction)
+            if before != theirs:
+                # Corrected here and changed in Sportlink since: a third value.
+                correction.state = CorrectionState.CONFLICT
+                conflict(correction)
+            else:
+                step.created()
+                note(code, name, f"new: in Sportlink {theirs!r}, enter {ours!r}")
+            return
+        if ours == theirs and theirs != correction.our_value and edits.loaded_at is not None \
+                and correction.detected_at >= edits.loaded_at:
+            # Corrected in the admin while this run imported the member: the
+            # import did not know and wrote Sportlink's value. Put ours back.
+            restore.append((model, pk, name, correction.our_value, theirs))
+            step.skipped()
+            return
+        if ours == theirs:
+            if theirs == correction.our_value:
+                _close(correction, CorrectionState.CONFIRMED, now, changed)
+                step.updated()
+                note(code, name, f"confirmed: Sportlink shows {theirs!r}")
+            else:
+                _close(correction, CorrectionState.WITHDRAWN, now, changed)
+                tally["withdrawn"] += 1
+                note(code, name, f"withdrawn: ours is Sportlink's {theirs!r} again")
+            return
+        dirty = False
+        if theirs == correction.our_value:
+            # Sportlink took our earlier value, and ours changed again since: the new one is pending.
+            correction.sportlink_value = correction.original_value = theirs
+            correction.state = CorrectionState.PENDING
+            dirty = True
+        if ours != correction.our_value:  # corrected again, outside the admin
+            correction.our_value = ours
+            dirty = True
+        if theirs != correction.sportlink_value:
+            correction.sportlink_value = theirs
+            correction.state = CorrectionState.CONFLICT
+            dirty = True
+        if dirty:
+            changed.append(correction)
+        if correction.state == CorrectionState.CONFLICT:
+            conflict(correction)
+        else:
+            step.skipped()
+
+    n = len(CONTACT_FIELDS)
     for pk, code, is_former, *values in rows.iterator(chunk_size=2000):
         ours_now, theirs_now = values[:n], values[n:]
         record = exported.get(code)
@@ -155,71 +333,30 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
             if record is not None:  # dry run: what the import would have left
                 exported_value = getattr(record, name)
                 ours, theirs = (exported_value if ours == theirs else ours), exported_value
-            correction = open_corrections.get((pk, name))
-            if is_former:
-                if correction is not None:
-                    _close(correction, CorrectionState.CLOSED, now, changed)
-                    tally["closed"] += 1
-                    note(code, name, "closed (the member left)")
-                continue
-            if correction is None:
-                if ours == theirs:
-                    continue
-                before = edits.get(code, {}).get(name, (ours, theirs))[1]
-                correction = Correction(member_id=pk, field=name, sportlink_value=theirs, original_value=before,
-                                        our_value=ours, detected_at=now)
-                new.append(correction)
-                if before != theirs:
-                    # Corrected here and changed in Sportlink since: a third value.
-                    correction.state = CorrectionState.CONFLICT
-                    conflict(code, correction)
-                else:
-                    step.created()
-                    note(code, name, f"new: in Sportlink {theirs!r}, enter {ours!r}")
-                continue
-            if ours == theirs and theirs != correction.our_value and edits.loaded_at is not None \
-                    and correction.detected_at >= edits.loaded_at:
-                # Corrected in the admin while this run imported the member: the
-                # import did not know and wrote Sportlink's value. Put ours back.
-                restore.append((pk, name, correction.our_value, theirs))
-                step.skipped()
-                continue
-            if ours == theirs:
-                if theirs == correction.our_value:
-                    _close(correction, CorrectionState.CONFIRMED, now, changed)
-                    step.updated()
-                    note(code, name, f"confirmed: Sportlink shows {theirs!r}")
-                else:
-                    _close(correction, CorrectionState.WITHDRAWN, now, changed)
-                    tally["withdrawn"] += 1
-                    note(code, name, f"withdrawn: ours is Sportlink's {theirs!r} again")
-                continue
-            dirty = False
-            if theirs == correction.our_value:
-                # Sportlink took our earlier value, and ours changed again since: the new one is pending.
-                correction.sportlink_value = correction.original_value = theirs
-                correction.state = CorrectionState.PENDING
-                dirty = True
-            if ours != correction.our_value:  # corrected again, outside the admin
-                correction.our_value = ours
-                dirty = True
-            if theirs != correction.sportlink_value:
-                correction.sportlink_value = theirs
-                correction.state = CorrectionState.CONFLICT
-                dirty = True
-            if dirty:
-                changed.append(correction)
-            if correction.state == CorrectionState.CONFLICT:
-                conflict(code, correction)
-            else:
-                step.skipped()
+            before = edits.get(code, {}).get(name, (ours, theirs))[1]
+            compare(Member, pk, code, "knvb_id", is_former, name, ours, theirs, before)
+
+    n = len(PARENT_CONTACT_FIELDS)
+    for pk, key, is_former, *values in parent_rows.iterator(chunk_size=2000):
+        ours_now, theirs_now = values[:n], values[n:]
+        record = exported_parents.get(key)
+        if exported_parents and record is None:
+            is_former = True  # dry run: the import would mark the parent former
+        for i, name in enumerate(PARENT_CONTACT_FIELDS):
+            ours, theirs = ours_now[i], theirs_now[i]
+            if record is not None:
+                exported_value = getattr(record, name)
+                ours, theirs = (exported_value if ours == theirs else ours), exported_value
+            before = edits.parents.get(key, {}).get(name, (ours, theirs))[1]
+            compare(Parent, pk, key, "email", is_former, name, ours, theirs, before)
+
     step.detail.update(tally)
     if dry_run:
         step.detail["would"] = sorted(listed)[:DRY_RUN_LISTED]
         return
     for start in range(0, len(new), BATCH_SIZE):
         with transaction.atomic():
-            # A correction the admin opened meanwhile wins (the partial unique constraint).
+            # A correction the admin opened meanwhile wins (the partial unique constraints).
             Correction.objects.bulk_create(new[start:start + BATCH_SIZE], ignore_conflicts=True)
     for start in range(0, len(changed), BATCH_SIZE):
         with transaction.atomic():
@@ -228,9 +365,9 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
                                             "resolved_at"])
     for start in range(0, len(restore), BATCH_SIZE):
         with transaction.atomic():
-            for pk, name, ours, theirs in restore[start:start + BATCH_SIZE]:
+            for model, pk, name, ours, theirs in restore[start:start + BATCH_SIZE]:
                 # Only if nobody changed it again since (a conditional UPDATE).
-                Member.objects.filter(pk=pk, **{name: theirs}).update(**{name: ours})
+                model.objects.filter(pk=pk, **{name: theirs}).update(**{name: ours})
     if restore:
         step.detail["restored"] = len(restore)
 
@@ -242,7 +379,8 @@ def _close(correction: Correction, state: str, now, changed: list[Correction]) -
 
 
 def conflict_message(correction: Correction) -> str:
-    return (f"{correction.label}: corrected here to {correction.our_value!r}, but Sportlink changed it from "
+    who = "parent's " if correction.parent_id else ""
+    return (f"{who}{correction.label}: corrected here to {correction.our_value!r}, but Sportlink changed it from "
             f"{correction.original_value!r} to {correction.sportlink_value!r}. Decide on the corrections "
             "worklist: keep ours, or take Sportlink's.")
 
@@ -250,21 +388,24 @@ def conflict_message(correction: Correction) -> str:
 # --- the admin and the worklist ------------------------------------------------
 
 
-def record_edit(member: Member, fields: Iterable[str], *, user: Any) -> None:
-    """Called by the admin after it saved `member`: open, update or withdraw the
-    corrections of the contact fields in `fields`, noting who made them."""
-    names = [name for name in fields if name in CONTACT_FIELDS]
+def record_edit(obj: Member | Parent, fields: Iterable[str], *, user: Any) -> None:
+    """Called by the admin after it saved `obj` (a member or a parent): open, update or withdraw
+    the corrections of the contact fields in `fields`, noting who made them."""
+    is_parent = isinstance(obj, Parent)
+    tracked = PARENT_CONTACT_FIELDS if is_parent else CONTACT_FIELDS
+    names = [name for name in fields if name in tracked]
     if not names:
         return
+    owner = {"parent": obj} if is_parent else {"member": obj}
     now = timezone.now()
     user = user if getattr(user, "pk", None) else None
-    existing = {c.field: c for c in Correction.objects.filter(member=member, field__in=names, state__in=OPEN_STATES)}
+    existing = {c.field: c for c in Correction.objects.filter(**owner, field__in=names, state__in=OPEN_STATES)}
     for name in names:
-        ours, theirs = getattr(member, name), getattr(member, sportlink_field(name))
+        ours, theirs = getattr(obj, name), getattr(obj, sportlink_field(name))
         correction = existing.get(name)
         if correction is None:
             if ours != theirs:
-                Correction.objects.create(member=member, field=name, sportlink_value=theirs, original_value=theirs,
+                Correction.objects.create(**owner, field=name, sportlink_value=theirs, original_value=theirs,
                                           our_value=ours, detected_at=now, detected_by=user)
         elif ours == theirs:
             correction.state, correction.resolved_at, correction.resolved_by = CorrectionState.WITHDRAWN, now, user
@@ -285,21 +426,26 @@ def take_sportlink(ids: Iterable[int], *, user: Any) -> int:
     """Open corrections: the registry takes Sportlink's value and the correction is dropped. Returns how many."""
     with transaction.atomic():
         chosen = list(Correction.objects.select_for_update().filter(pk__in=list(ids), state__in=OPEN_STATES)
-                      .values_list("pk", "member_id", "field"))
-        by_field: dict[str, list[int]] = defaultdict(list)
-        for _pk, member_id, name in chosen:
-            by_field[name].append(member_id)
-        for name, member_ids in by_field.items():
-            Member.objects.filter(pk__in=member_ids).update(**{name: F(sportlink_field(name))})
-        Correction.objects.filter(pk__in=[pk for pk, _member, _name in chosen]).update(
+                      .values_list("pk", "member_id", "parent_id", "field"))
+        by_field: dict[tuple[type, str], list[int]] = defaultdict(list)
+        for _pk, member_id, parent_id, name in chosen:
+            by_field[(Member, name) if member_id else (Parent, name)].append(member_id or parent_id)
+        for (model, name), pks in by_field.items():
+            model.objects.filter(pk__in=pks).update(**{name: F(sportlink_field(name))})
+        Correction.objects.filter(pk__in=[pk for pk, *_rest in chosen]).update(
             state=CorrectionState.DISCARDED, resolved_at=timezone.now(), resolved_by=user)
     return len(chosen)
 
 
 def open_corrections():
-    """The worklist: open corrections with their member, grouped by member (name order)."""
-    return (Correction.objects.filter(state__in=OPEN_STATES).select_related("member", "detected_by")
-            .order_by("member__last_name", "member__first_name", "member__knvb_id", "field"))
+    """The worklist: open corrections with their member or parent, grouped by member (name order),
+    then by parent (name order); a parent's children come with it (one more query, only for parents)."""
+    children = Prefetch("parent__children", queryset=Member.objects.order_by("knvb_id")
+                        .only("pk", "knvb_id", "first_name", "infix", "last_name"))
+    return (Correction.objects.filter(state__in=OPEN_STATES).select_related("member", "parent", "detected_by")
+            .prefetch_related(children)
+            .order_by(F("member__last_name").asc(nulls_last=True), "member__first_name", "member__knvb_id",
+                      "parent__name", "parent__sportlink_email", "field"))
 
 
 def card_note(user: Any) -> CardNote | None:

@@ -28,8 +28,15 @@ CONTACT_FIELDS = {
 }
 
 
+# The contact fields of a parent (Parent has no mobile or address): model field -> label.
+PARENT_CONTACT_FIELDS = {
+    "email": "email",
+    "phone": "phone",
+}
+
+
 def sportlink_field(name: str) -> str:
-    """The Member column holding the value of contact field `name` last imported from Sportlink."""
+    """The Member (or Parent) column holding the value of contact field `name` last imported from Sportlink."""
     return f"sportlink_{name}"
 
 
@@ -111,10 +118,19 @@ class Member(Synced):
 
 
 class Parent(Synced):
-    # Parents have no relatiecode in the member export: they are keyed by email.
+    # Parents have no relatiecode in the member export: Sportlink stores them on
+    # each child's row, and the import knows them by their email there.
     email = models.CharField(max_length=254, unique=True)
     name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=40, blank=True)
+    # The email and phone as last imported from Sportlink, written by the import
+    # only (like Member.sportlink_*). `sportlink_email` is also the parent's
+    # key for the import, so an email corrected here (pipelines.corrections)
+    # keeps the parent's row instead of making a new one.
+    sportlink_email = models.CharField(max_length=254, unique=True)
+    sportlink_phone = models.CharField(max_length=40, blank=True)
+    # Set when no child's row in the export names this parent any more.
+    is_former = models.BooleanField(default=False)
     children = models.ManyToManyField(Member, related_name="parents", blank=True)
 
     class Meta:
@@ -263,7 +279,7 @@ class CorrectionState(models.TextChoices):
     CONFIRMED = "confirmed", "confirmed by the export"
     DISCARDED = "discarded", "Sportlink's value taken"
     WITHDRAWN = "withdrawn", "withdrawn (set back to Sportlink's value)"
-    CLOSED = "closed", "closed (member left)"
+    CLOSED = "closed", "closed (left the export)"
 
 
 #: States still on the worklist.
@@ -277,7 +293,9 @@ class Correction(models.Model):
     see docs/corrections.md for the states and their transitions.
     """
 
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="corrections")
+    # Exactly one of member and parent (the constraint correction_member_xor_parent).
+    member = models.ForeignKey(Member, null=True, blank=True, on_delete=models.CASCADE, related_name="corrections")
+    parent = models.ForeignKey(Parent, null=True, blank=True, on_delete=models.CASCADE, related_name="corrections")
     field = models.CharField(max_length=32, choices=list(CONTACT_FIELDS.items()))
     # What Sportlink shows now (the value to replace; on a conflict, Sportlink's new value).
     sportlink_value = models.CharField("in Sportlink", max_length=254, blank=True)
@@ -301,10 +319,16 @@ class Correction(models.Model):
             # which all filter on state IN ('pending', 'conflict').
             models.UniqueConstraint(fields=["member", "field"], condition=Q(state__in=OPEN_STATES),
                                     name="correction_open_unique"),
+            models.UniqueConstraint(fields=["parent", "field"], condition=Q(state__in=OPEN_STATES),
+                                    name="correction_parent_open_unique"),
+            models.CheckConstraint(condition=Q(member__isnull=False, parent__isnull=True)
+                                   | Q(member__isnull=True, parent__isnull=False),
+                                   name="correction_member_xor_parent"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.member_id} {self.field}: {self.sportlink_value!r} -> {self.our_value!r} ({self.state})"
+        owner = self.member_id if self.member_id else f"parent {self.parent_id}"
+        return f"{owner} {self.field}: {self.sportlink_value!r} -> {self.our_value!r} ({self.state})"
 
     @property
     def label(self) -> str:

@@ -68,15 +68,16 @@ def people(run: PipelineRun) -> None:
 
     # Contact fields corrected in the registry: Laposta gets our values, the import keeps them.
     edits = corrections.load_edits()
-    laposta.laposta_steps(run, members=corrections.with_our_values(members, edits), parents=parents)
+    laposta.laposta_steps(run, members=corrections.with_our_values(members, edits),
+                          parents=corrections.with_our_parent_values(parents, edits))
 
     with run.step("rondo-club-sync", total=len(members) + len(unchanged) + len(parents)) as step:
         sync_members(step, members, unchanged=unchanged, existing=existing, keep=result.bad_keys,
                      dry_run=run.dry_run, edits=edits, retire=run.only is None)
-        sync_parents(step, parents, dry_run=run.dry_run)
+        sync_parents(step, parents, dry_run=run.dry_run, edits=edits, retire=run.only is None)
         if not run.dry_run and laposta_needs_records():
             step.detail["laposta_links"] = laposta.link_subscriptions()
-    corrections.reverse_sync(run, edits=edits, records=members)
+    corrections.reverse_sync(run, edits=edits, records=members, parents=parents)
 
     with run.step("photo-download", critical=False) as step:
         photos = download_photos(step, source)
@@ -138,8 +139,16 @@ def sync_members(step: Step, members: list[MemberRecord], *, unchanged: list[str
     step.detail["former"] = len(gone)
 
 
-def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool) -> None:
-    """Parents keyed by email, with their children; each parent and its links commit together."""
+def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool,
+                 edits: corrections.Edits | None = None, retire: bool = True) -> None:
+    """Parents with their children; each parent and its links commit together.
+
+    A parent is known by its email as last imported (`Parent.sportlink_email`,
+    see corrections.resolve_parents), so an email corrected in the registry
+    keeps its row; `edits` (corrections.load_edits): corrected fields the
+    import keeps. Parents no child's row names any more are marked former.
+    """
+    edits = corrections.load_edits() if edits is None else edits
     member_pks = knvb_map()
     link = Parent.children.through
     links = RowWriter(link)
@@ -151,15 +160,31 @@ def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool) -> N
         links.insert([{"parent_id": pk, "member_id": member_pks[code]}
                       for record, pk, _created in rows for code in record.children if code in member_pks])
 
-    existing = existing_hashes(Parent.objects.all(), "email")
-    with Upserter(step, Parent, existing=existing, fields=("name", "phone"), dry_run=dry_run,
-                  after_write=write_children, key_field="email", identifier_kind="email") as upserter:
-        for record in parents:
+    existing = existing_hashes(Parent.objects.all(), "sportlink_email")
+    with Upserter(step, Parent, existing=existing, dry_run=dry_run, after_write=write_children,
+                  fields=("email", "name", "phone", "is_former", *corrections.PARENT_SNAPSHOT_FIELDS),
+                  key_field="sportlink_email", identifier_kind="email", restored_when=("is_former", True),
+                  not_compared=corrections.PARENT_SNAPSHOT_FIELDS) as upserter:
+        for key, record in corrections.resolve_parents(parents, edits, existing):
             with step.item(record):
                 children = tuple(sorted(code for code in record.children if code in member_pks))
-                upserter.add(record, key=record.email,
-                             values={"email": record.email, "name": record.name, "phone": record.phone},
-                             digest=source_hash(record.name, record.phone, children))
+                # A parent still under its key hashes as before; one Sportlink re-keyed is rewritten.
+                digest = (source_hash(record.name, record.phone, children) if record.email == key
+                          else source_hash(record.email, record.name, record.phone, children))
+                upserter.add(record, key=key, digest=digest,
+                             values=lambda r=record, k=key: corrections.imported_parent_values(
+                                 {"email": r.email, "name": r.name, "phone": r.phone, "is_former": False},
+                                 edits.parents.get(k)))
+    # An export without parent columns names no parent at all: nobody is marked former then.
+    # A run scoped with --only (retire=False) saw only some parents: nobody is marked former.
+    gone = [pk for _key, (pk, digest) in upserter.unseen().items() if digest] if parents and retire else []
+    if gone and not dry_run:
+        for start in range(0, len(gone), BATCH_SIZE):
+            with transaction.atomic():
+                # The hash is cleared, so a parent who comes back is rewritten (and no longer former).
+                Parent.objects.filter(pk__in=gone[start:start + BATCH_SIZE]).update(is_former=True, source_hash="")
+    if gone:
+        step.detail["former_parents"] = len(gone)
 
 
 def download_photos(step: Step, source: ExportSource) -> dict[str, tuple[str, bytes, str]]:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from pipelines import corrections
-from pipelines.models import Member
+from pipelines.models import Correction, Member, Parent
 from runs.views import csv_cell
 
 # The worklist shows this many open corrections; the CSV export has them all.
@@ -36,6 +36,19 @@ def member_url(member: Member) -> str:
         return reverse("admin:pipelines_member_change", args=[member.pk])
 
 
+def parent_url(parent: Parent) -> str:
+    """The page to open for a parent: its admin page (parents have no record page)."""
+    return reverse("admin:pipelines_parent_change", args=[parent.pk])
+
+
+def _owner(correction: Correction) -> tuple[str, int]:
+    return ("member", correction.member_id) if correction.member_id else ("parent", correction.parent_id)
+
+
+def _children(parent: Parent) -> list[Member]:
+    return list(parent.children.all())  # prefetched by corrections.open_corrections
+
+
 def _require(request, perm: str) -> None:
     if not request.user.has_perm(perm):
         raise PermissionDenied
@@ -45,8 +58,16 @@ def _require(request, perm: str) -> None:
 def worklist(request):
     _require(request, "pipelines.view_correction")
     rows = list(corrections.open_corrections()[:WORKLIST_LIMIT + 1])
-    groups = [{"member": member, "url": member_url(member), "items": list(items)}
-              for member, items in groupby(rows[:WORKLIST_LIMIT], key=lambda c: c.member)]
+    groups = []
+    for (kind, _pk), items in groupby(rows[:WORKLIST_LIMIT], key=_owner):
+        items = list(items)
+        if kind == "member":
+            member = items[0].member
+            groups.append({"member": member, "url": member_url(member), "items": items})
+        else:
+            parent = items[0].parent
+            groups.append({"parent": parent, "url": parent_url(parent), "items": items,
+                           "children": _children(parent)})
     return render(request, "pipelines/corrections.html", {
         "groups": groups,
         "more": len(rows) > WORKLIST_LIMIT,
@@ -63,7 +84,11 @@ class _Echo:
 
 @staff_member_required
 def worklist_export(request):
-    """Every open correction as CSV, streamed; cells that look like formulas are quoted (runs.views.csv_cell)."""
+    """Every open correction as CSV, streamed; cells that look like formulas are quoted (runs.views.csv_cell).
+
+    A parent's line has its children's relatiecodes (space-separated): Sportlink
+    keeps the parent on each child's row, so that is where the volunteer enters it.
+    """
     _require(request, "pipelines.view_correction")
     rows = corrections.open_corrections().iterator(chunk_size=2000)
     writer = csv.writer(_Echo())
@@ -71,8 +96,13 @@ def worklist_export(request):
     def lines():
         yield writer.writerow(EXPORT_COLUMNS)
         for c in rows:
+            if c.member_id:
+                code, name = c.member.knvb_id, c.member.full_name
+            else:  # a parent is entered on the rows of its children
+                code = " ".join(child.knvb_id for child in _children(c.parent))
+                name = f"parent {c.parent.name or c.parent.sportlink_email} (on the children's rows)"
             yield writer.writerow([csv_cell(v) for v in (
-                c.member.knvb_id, c.member.full_name, c.label, c.sportlink_value, c.our_value, c.state,
+                code, name, c.label, c.sportlink_value, c.our_value, c.state,
                 timezone.localtime(c.detected_at).isoformat(), c.detected_by.get_username() if c.detected_by else "",
             )])
 

@@ -5,7 +5,7 @@ import re
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from pipelines.models import Correction, CorrectionState, Member
+from pipelines.models import Correction, CorrectionState, Member, Parent
 from pipelines.views import member_url
 from runs.runner import run_pipeline
 from tests.browser.test_dashboard import PASSWORD, browser_page  # noqa: F401 (the fixture)
@@ -53,4 +53,35 @@ def test_an_email_edited_in_the_admin_is_on_the_worklist(live_server, browser_pa
 
     correction = Correction.objects.get()
     assert (correction.state, correction.detected_by, correction.our_value) == (CorrectionState.PENDING, user, NEW)
+    assert page.problems == []
+
+
+def test_a_parents_email_is_on_the_worklist_with_the_children(live_server, browser_page, export_dir):  # noqa: F811
+    page = browser_page
+    run_pipeline("people")
+    parent = Parent.objects.order_by("sportlink_email").first()
+    old = parent.email
+    codes = list(parent.children.order_by("knvb_id").values_list("knvb_id", flat=True))
+    assert codes
+    user = User.objects.create_user("volunteer", password=PASSWORD, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="pipelines", codename__in=["view_parent", "change_parent", "view_correction"]))
+
+    page.goto(f"{live_server.url}/admin/pipelines/parent/{parent.pk}/change/")
+    page.fill("#id_username", "volunteer")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(rf".*/admin/pipelines/parent/{parent.pk}/change/$"))
+    assert page.locator("#id_name").count() == 0  # not editable
+    page.fill("#id_email", NEW)
+    page.click("input[name=_save]")
+    page.wait_for_url(re.compile(r".*/admin/pipelines/parent/$"))
+
+    page.goto(f"{live_server.url}/corrections/")
+    section = page.locator(f'section[data-parent="{old}"]')
+    assert f"in Sportlink: {old} — enter: {NEW}" in section.locator('li[data-field="email"]').inner_text()
+    children = section.locator("p.children").inner_text()
+    assert all(code in children for code in codes)
+    correction = Correction.objects.get()
+    assert (correction.parent, correction.member, correction.detected_by) == (parent, None, user)
     assert page.problems == []
