@@ -18,8 +18,9 @@ from pipelines.sync import (
     download,
     existing_hashes,
     knvb_map,
+    plural,
+    retire,
     source_hash,
-    update_in_batches,
 )
 from runs.pipeline import PipelineRun, register
 
@@ -74,7 +75,10 @@ def functions(run: PipelineRun) -> None:
                     }, digest=source_hash(record.until))
         # No longer in the export: the function ended (kept as history, an
         # exported end date is kept, an open one is closed today).
-        gone = [pk for pk, _digest in upserter.unseen().values()]
-        update_in_batches(step, CommissieMembership, gone, dry_run=run.dry_run, is_current=False,
-                          until=Coalesce(F("until"), Value(timezone.localdate())))
+        gone = [pk for key, (pk, _digest) in upserter.unseen().items() if key[0] not in result.bad_keys]
+        retire(step, CommissieMembership, gone, kind="functions ended", active=len(existing), is_current=False,
+               until=Coalesce(F("until"), Value(timezone.localdate())),
+               situation=f"The export lists {len(existing) - len(gone)} of the {len(existing)} current "
+                         "functions in commissies.",
+               effect=f"{plural(len(gone), 'function')} would be ended.")
     run.summary.update(commissies=len(found), functions=len(roles))

@@ -26,9 +26,10 @@ from pipelines.sync import (
     Upserter,
     existing_hashes,
     knvb_map,
+    plural,
     report_row_errors,
+    retire,
     source_hash,
-    update_in_batches,
 )
 from runs.pipeline import PipelineRun, Step, register
 
@@ -112,8 +113,11 @@ def sync_members(step: Step, members: list[MemberRecord], *, unchanged: list[str
                                                                 **dict(zip(MEMBER_FIELDS, v, strict=True))})
     # A former member's hash is cleared, so one who comes back counts as updated.
     gone = [pk for key, (pk, digest) in upserter.unseen().items() if digest and key not in keep]
-    update_in_batches(step, Member, gone, dry_run=dry_run, is_former=True, source_hash="")
-    step.detail["former"] = len(gone)
+    active = sum(1 for _pk, digest in existing.values() if digest)
+    step.detail["former"] = retire(
+        step, Member, gone, kind="members marked former", active=active, is_former=True, source_hash="",
+        situation=f"The export lists {active - len(gone)} of {plural(active, 'active member')}.",
+        effect=f"{plural(len(gone), 'member')} would be marked former.")
 
 
 def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool) -> None:

@@ -16,8 +16,9 @@ from pipelines.sync import (
     download,
     existing_hashes,
     knvb_map,
+    plural,
+    retire,
     source_hash,
-    update_in_batches,
 )
 from runs.pipeline import PipelineRun, register
 
@@ -68,6 +69,10 @@ def teams(run: PipelineRun) -> None:
                     upserter.add(record, key=key, values={"member_id": member_id, "team_id": team_pk,
                                                           "role": record.role, "since": today}, digest=None)
         # Left the team: the membership is closed, not deleted (it is history).
-        gone = [pk for pk, _until in upserter.unseen().values()]
-        update_in_batches(step, TeamMembership, gone, dry_run=run.dry_run, until=today)
+        # A member on an unreadable row is still in the export: nothing of theirs ends.
+        gone = [pk for key, (pk, _until) in upserter.unseen().items() if key[0] not in result.bad_keys]
+        retire(step, TeamMembership, gone, kind="team memberships ended", active=len(existing), until=today,
+               situation=f"The export lists {len(existing) - len(gone)} of the {len(existing)} current "
+                         "team memberships.",
+               effect=f"{plural(len(gone), 'team membership')} would be ended.")
     run.summary.update(teams=len(found), memberships=len(seen))

@@ -28,6 +28,7 @@ def run_pipeline(
     triggered_by_id: int | None = None,
     task_id: str = "",
     on_start: Callable[[RunTracker], None] | None = None,
+    allow_removals: bool = False,
 ) -> Run:
     """Run pipeline `name` and return its finished Run.
 
@@ -37,6 +38,8 @@ def run_pipeline(
     KeyboardInterrupt or SystemExit still finishes the run (`failed`); the two
     latter are re-raised afterwards. A honoured cancel request ends it
     `cancelled`. Raises UnknownPipeline for a name that is not registered.
+    `allow_removals` lets through removals the pipeline would hold back as a
+    likely mistake (recorded on the run).
     """
     pipeline = get_pipeline(name)
     parent_id = parent.pk if isinstance(parent, Run) else parent
@@ -53,6 +56,7 @@ def run_pipeline(
         dry_run=dry_run,
         task_id=task_id,
         identifier_keys=pipeline.identifier_keys,
+        allow_removals=allow_removals,
     )
     tracker.start_run()
     if tracker.held_by is not None:
@@ -62,7 +66,8 @@ def run_pipeline(
     if tracker.run_id is None:
         logger.error("run tracking is unavailable; %s runs untracked", name)
 
-    run = PipelineRun(pipeline, tracker, dry_run=dry_run, mode=mode, triggered_by_id=triggered_by_id)
+    run = PipelineRun(pipeline, tracker, dry_run=dry_run, mode=mode, triggered_by_id=triggered_by_id,
+                      allow_removals=allow_removals)
     if on_start is not None:
         on_start(tracker)
     status: str | None = None

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.models import Run, RunStatus, RunStep
+from runs.models import Run, RunStatus, RunStep, StepStatus
 from runs.pipeline import UnknownPipeline, all_pipelines, get_pipeline
 from runs.runner import run_pipeline
 from runs.selectors import latest_runs
@@ -53,6 +53,9 @@ class Command(BaseCommand):
                             help="record the runs as scheduled (unattended: no prompts, no live progress)")
         parser.add_argument("--dry-run", action="store_true",
                             help="read and compare everything, write nothing")
+        parser.add_argument("--allow-removals", action="store_true",
+                            help="apply removals a pipeline would hold back as a likely mistake "
+                                 "(members marked former, memberships ended, list deletions)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from rich.console import Console
@@ -77,7 +80,8 @@ class Command(BaseCommand):
         live = console.is_terminal and not options["scheduled"]
         worst = EXIT_SUCCESS
         for name in names:
-            run = self._run_one(console, name, mode=mode, dry_run=options["dry_run"], live=live)
+            run = self._run_one(console, name, mode=mode, dry_run=options["dry_run"], live=live,
+                                allow_removals=options["allow_removals"])
             self._summary(console, run)
             code = _EXIT_FOR_STATUS.get(run.status, EXIT_FAILED)
             if _SEVERITY.index(code) > _SEVERITY.index(worst):
@@ -85,9 +89,10 @@ class Command(BaseCommand):
         if worst != EXIT_SUCCESS:
             sys.exit(worst)
 
-    def _run_one(self, console: Any, name: str, *, mode: str, dry_run: bool, live: bool) -> Run:
+    def _run_one(self, console: Any, name: str, *, mode: str, dry_run: bool, live: bool,
+                 allow_removals: bool = False) -> Run:
         if not live:
-            return run_pipeline(name, mode=mode, dry_run=dry_run)
+            return run_pipeline(name, mode=mode, dry_run=dry_run, allow_removals=allow_removals)
         from rich.live import Live
 
         holder: dict[str, Any] = {}
@@ -98,7 +103,7 @@ class Command(BaseCommand):
             holder["live"].start()
 
         try:
-            return run_pipeline(name, mode=mode, dry_run=dry_run, on_start=on_start)
+            return run_pipeline(name, mode=mode, dry_run=dry_run, on_start=on_start, allow_removals=allow_removals)
         finally:
             if "live" in holder:
                 holder["live"].stop()
@@ -147,6 +152,15 @@ class Command(BaseCommand):
         console.print(table)
         if run.message:
             console.print(run.message, markup=False)
+        # Every failed or held step says why (a non-critical failure leaves no run message),
+        # the child runs' steps included (`all`).
+        children = list(RunStep.objects.filter(run__parent_id=run.pk).select_related("run")
+                        .order_by("run_id", "position")) if run.pk else []
+        for s in steps + children:
+            if s.reason and (s.status == StepStatus.FAILED or s.held_removals) and s.reason != run.message:
+                label = "held removals" if s.held_removals and s.status != StepStatus.FAILED else s.status
+                where = f"{s.run.pipeline}/" if s.run_id != run.pk else ""
+                console.print(f"{where}{s.name} {label}: {s.reason}", markup=False)
         if run.error_count:
             console.print(f"{run.error_count} error(s) recorded.", markup=False)
         if run.pk:
