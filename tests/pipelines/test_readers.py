@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pipelines.readers import (
     MEMBERS,
     BadValue,
+    EmptyExport,
     ExportError,
     MissingColumns,
     classify,
@@ -18,6 +19,7 @@ from pipelines.readers import (
     open_table,
     parse_amount,
     parse_date,
+    parse_knvb_id,
     read_discipline,
     read_functions,
     read_members,
@@ -176,11 +178,122 @@ def test_bad_rows_become_errors_with_row_number_and_best_identifier_and_the_rest
     assert {"BBB22B2", "CCC33C3"} <= result.bad_keys
 
 
-def test_short_rows_extra_cells_and_blank_lines_are_tolerated():
-    text = "Rel. code;Achternaam;E-mailadres\r\n\r\nAAA11A1;Bos\r\n;;\r\nBBB22B2;Kok;k@example.org;extra;cells\r\n"
+def test_rows_with_too_few_or_too_many_cells_are_errors_and_their_members_are_kept():
+    text = ("Rel. code;Achternaam;E-mailadres\r\n\r\nAAA11A1;Bos\r\n;;\r\nBBB22B2;Kok;k@example.org;extra;cells\r\n"
+            "CCC33C3;Kok;c@example.org;;\r\nddd44d4;Maas;d@example.org\r\n")
     result = members(text)
-    assert [m.knvb_id for m in result.records] == ["AAA11A1", "BBB22B2"]
-    assert not result.errors
+    # Blank lines and lines of only separators are skipped; empty extra cells lose nothing.
+    assert [m.knvb_id for m in result.records] == ["CCC33C3", "DDD44D4"]
+    assert [(e.row, e.identifier) for e in result.errors] == [(3, "AAA11A1"), (5, "BBB22B2")]
+    messages = [e.as_error()["message"] for e in result.errors]
+    assert messages[0] == ("Leden.csv row 3 has 2 of 3 columns; a separator may be missing or extra, or a value "
+                           "may hold an unquoted separator")
+    assert messages[1].startswith("Leden.csv row 5 has 5 of 3 columns;")
+    assert result.bad_keys == {"AAA11A1", "BBB22B2"}
+
+
+def test_a_file_cut_off_in_its_last_row_is_an_error_for_that_row():
+    whole = MEMBER_HEADER + "\nVries, J. (Jan);Jan;;Vries;AAA11A1;Man;2010-01-01;jan@example.org;Bondslid\n"
+    last = "Bos, T. (Tim);Tim;;Bos;qx-4821;Man;2011-03-04;tim@example.org;Bondslid\n"
+    # Cut mid-row (fewer cells), inside the last cell (same count, no line break), inside a quoted value.
+    for cut, problem in ((last[:40], "has 7 of 9 columns; the file may be cut off"),
+                         (last[:-4], "does not end with a line break; the file may be cut off"),
+                         (last.replace("Bos, T. (Tim)", '"Bos, T. (Tim)')[:30], "the file may be cut off")):
+        result = members(whole + cut)
+        assert [m.knvb_id for m in result.records] == ["AAA11A1"]
+        [error] = result.errors
+        assert error.row == 3 and problem in error.message
+        assert "QX-4821" not in error.identifier  # identifiers as in the file, not upper-cased
+        assert result.bad_keys <= {"QX-4821"}
+    result = members(whole + last)
+    assert [m.knvb_id for m in result.records] == ["AAA11A1", "QX-4821"] and not result.errors
+
+
+def test_a_quote_that_is_never_closed_damages_the_rows_it_swallows():
+    text = (MEMBER_HEADER + "\n"
+            'Vries, J. (Jan);Jan;;"Vries;AAA11A1;Man;2010-01-01;jan@example.org;Bondslid\n'
+            "Bos, T. (Tim);Tim;;Bos;BBB22B2;Man;2011-03-04;tim@example.org;Bondslid\n")
+    result = members(text)
+    assert result.records == []
+    [error] = result.errors
+    assert error.row == 2 and "runs over 2 lines" in error.message or "columns" in error.message
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", "Leden.csv is empty (0 bytes)"),
+    (bytes(range(256)) * 4, "Leden.csv is not a CSV export (binary data)"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "Leden.csv is not a CSV export (binary data)"),
+    (b"just some text\nwithout separators\n", "Leden.csv is not a CSV export"),
+    (b"Foo;Bar\n1;2\n", "Leden.csv: not a recognised export (headings: Foo, Bar)"),
+])
+def test_empty_binary_and_unrecognised_files_each_get_their_own_message(data, message):
+    with pytest.raises(ExportError) as caught:
+        open_table("Leden.csv", data)
+    assert str(caught.value).startswith(message)
+
+
+def test_a_header_without_member_rows_is_never_everyone_left():
+    for text in (MEMBER_HEADER + "\n", MEMBER_HEADER + "\r\n\r\n;;;\r\n", MEMBER_HEADER):
+        with pytest.raises(EmptyExport) as caught:
+            members(text, name="Leden 0 personen gevonden.csv")
+        assert str(caught.value).startswith(
+            "Leden 0 personen gevonden.csv: the export has a header row but no member rows")
+    with pytest.raises(EmptyExport, match="no team rows"):
+        read_teams(open_table("t.csv", b"Team;Teamrol;Rel. code\n"))
+
+
+@pytest.mark.parametrize("code", ["QX-4821", "qx-4821", "A", "12345678901234567890", "AB-CD-12", " ZZ1 "])
+def test_relatiecodes_are_letters_digits_and_hyphens_of_1_to_20(code):
+    assert parse_knvb_id(code) == code.strip().upper()
+
+
+@pytest.mark.parametrize("code", ["-", "---", "123456789012345678901", "AB 12", "AB_12", "AB.12", "ÄB12"])
+def test_other_relatiecodes_are_refused_with_the_rule(code):
+    with pytest.raises(BadValue, match="letters, digits and hyphens, 1 to 20 characters"):
+        parse_knvb_id(code)
+
+
+def test_a_value_too_long_for_its_registry_field_is_a_row_error_naming_column_limit_and_length():
+    text = (MEMBER_HEADER + ";Woonplaats\n"
+            f"Vries, J. (Jan);Jan;;{'V' * 100_000};AAA11A1;Man;2010-01-01;jan@example.org;Bondslid;Delft\n"
+            f"Bos, T. (Tim);Tim;;Bos;BBB22B2;Man;2010-01-01;tim@example.org;Bondslid;{'D' * 101}\n"
+            f"Kok, K. (Kees);Kees;;Kok;CCC33C3;Man;2010-01-01;kees@example.org;Bondslid;{'D' * 100}\n")
+    result = members(text)
+    assert [m.knvb_id for m in result.records] == ["CCC33C3"]
+    first, second = (e.as_error()["message"] for e in result.errors)
+    assert first == ("Leden.csv row 2: 'Achternaam' is 100,000 characters long; the registry keeps at most 150. "
+                     "Shorten it in the export's source")
+    assert "'Woonplaats' is 101 characters long; the registry keeps at most 100" in second
+    assert result.bad_keys == {"AAA11A1", "BBB22B2"}
+
+
+def test_amounts_that_do_not_fit_and_long_nikki_and_team_values_are_row_errors():
+    cases = read_discipline(open_table("d.csv", (
+        "Dossiernummer;Rel. code;Boete;Sanctie\n"
+        "T-1;AAA11A1;€ 12.345.678,00;\n"
+        "T-2;AAA11A1;€ 12,345;\n"
+        f"T-3;AAA11A1;€ 5,00;{'x' * 301}\n"
+        "T-4;AAA11A1;€ 5,00;Boete\n").encode()))
+    assert [c.dossier_id for c in cases.records] == ["T-4"]
+    assert ["too large" in e.message for e in cases.errors] == [True, False, False]
+    assert "more than 2 decimals" in cases.errors[1].message
+    assert "'Sanctie' is 301 characters long; the registry keeps at most 300" in cases.errors[2].message
+    teams = read_teams(open_table("t.csv", f"Team;Teamrol;Rel. code\nJO11-1;{'r' * 61};AAA11A1\n".encode()))
+    assert teams.records == [] and "'Teamrol' is 61 characters long" in teams.errors[0].message
+
+
+def test_a_utf8_file_with_a_few_damaged_bytes_stays_utf8_and_only_those_rows_are_errors():
+    text = (MEMBER_HEADER + "\n"
+            "Daniël, D. (Zoë);Zoë;;Daniël;AAA11A1;Vrouw;2010-01-01;zoe@example.org;Bondslid\n"
+            "Renée, R. (Renée);Renée;;Renée;BBB22B2;Vrouw;2010-01-01;renee@example.org;Bondslid\n"
+            "Jansen, J. (Jan);Jan;;Jansen;CCC33C3;Man;2010-01-01;jan@example.org;Bondslid\n")
+    data = text.encode().replace(b"Jansen;CCC", b"Jan\xffsen;CCC")
+    result = read_members(open_table("Leden.csv", data))
+    assert [(m.knvb_id, m.last_name) for m in result.records] == [("AAA11A1", "Daniël"), ("BBB22B2", "Renée")]
+    [error] = result.errors
+    assert error.identifier == "CCC33C3" and "bytes that are not valid text" in error.message
+    with pytest.raises(ExportError, match="heading row contains bytes that are not valid text"):
+        open_table("Leden.csv", data.replace(b"Achternaam", b"Achter\xffnaam"))
 
 
 def test_parents_are_keyed_by_email_and_shared_by_siblings():
@@ -261,7 +374,7 @@ emails = st.from_regex(r"[a-z]{1,8}(\.[a-z]{1,5})?@example\.(org|com)", fullmatc
 @st.composite
 def exports(draw):
     rows = draw(st.lists(st.tuples(codes, names, names, emails, st.dates(date(1940, 1, 1), date(2020, 12, 31))),
-                         max_size=15, unique_by=lambda r: r[0]))
+                         min_size=1, max_size=15, unique_by=lambda r: r[0]))
     sep = draw(st.sampled_from([";", ",", "\t"]))
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]))
@@ -304,10 +417,15 @@ def test_arbitrary_bytes_never_crash_the_reader(data):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.lists(st.text(max_size=12), max_size=8), max_size=10))
+@given(st.lists(st.lists(st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs")), max_size=12), max_size=8),
+                max_size=10))
 def test_odd_rows_become_records_or_row_errors(rows):
     header = "Rel. code;Achternaam;Geb.dat.;E-mailadres"
     body = "\n".join(";".join('"' + c.replace('"', '""') + '"' for c in row) for row in rows)
-    result = read_members(open_table("odd.csv", (header + "\n" + body + "\n").encode()))
+    try:
+        result = read_members(open_table("odd.csv", (header + "\n" + body + "\n").encode()))
+    except EmptyExport:
+        assert not any("".join(row).strip() for row in rows)
+        return
     assert len(result.records) + len(result.errors) == result.rows
     assert all(e.row >= 2 for e in result.errors)
