@@ -66,8 +66,8 @@ def decode_checked(data: bytes) -> tuple[str, bool]:
     A UTF-8 file with a few damaged bytes is still read as UTF-8 (the damaged
     characters become U+FFFD and their rows are not used) instead of as
     Windows-1252, which would turn every `ë` of every other row into `Ã«`.
-    A file is taken for Windows-1252 when it has more invalid UTF-8 than valid
-    multi-byte characters.
+    A file is taken for Windows-1252 unless its valid multi-byte characters
+    outnumber its invalid bytes more than three to one.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         text = data[3:].decode("utf-8", errors="replace")
@@ -82,7 +82,9 @@ def decode_checked(data: bytes) -> tuple[str, bool]:
     except UnicodeDecodeError:
         pass
     text = data.decode("utf-8", errors="replace")
-    if len(_UTF8_MULTIBYTE.findall(data)) > text.count(REPLACEMENT):
+    # In Windows-1252 text most non-ASCII bytes are invalid UTF-8; in a damaged
+    # UTF-8 file a few are. A file with a handful of both is taken for 1252.
+    if len(_UTF8_MULTIBYTE.findall(data)) > 3 * text.count(REPLACEMENT):
         return text, True
     try:
         return data.decode("cp1252"), False
@@ -382,6 +384,11 @@ class Table:
     damaged: bool = False
     #: The file ends with a line break; if not, its last row may be cut off.
     complete: bool = True
+    #: Everything on damaged rows that could be a relatiecode (upper case): with a
+    #: lost separator the columns shift, so the key may be in any cell; with a
+    #: quote never closed, other rows hide inside one value. None of them is
+    #: retired because of this export.
+    suspect_keys: set[str] = field(default_factory=set)
 
     def heading(self, key: str) -> str:
         """The heading of `key`'s column as it is in the file (for messages)."""
@@ -446,7 +453,18 @@ class Table:
                        "inside a quoted value")
         if not problem and damaged and any(REPLACEMENT in value for value in row.values()):
             problem = f"row {number} contains bytes that are not valid text; the file may be damaged"
+        if problem:
+            for cell in cells:
+                self.suspect_keys.update(token for token in _TOKENS.split(cell.upper()) if _KNVB_ID.match(token))
         return number, row, problem
+
+
+def shown_headings(header: list[str]) -> str:
+    """The first headings of a file for a message, each cut short."""
+    return ", ".join(h if len(h) <= 40 else h[:39] + "…" for h in header[:8])
+
+
+_TOKENS = re.compile(r'[\s;,"]+')
 
 
 def sniff(filename: str, data: bytes) -> tuple[str, bool, list[str]]:
@@ -480,7 +498,7 @@ def open_table(filename: str, data: bytes, spec: FileSpec | None = None) -> Tabl
     if spec is None:
         spec = classify(header)
         if spec is None:
-            raise ExportError(f"{filename}: not a recognised export (headings: {', '.join(header[:8])})")
+            raise ExportError(f"{filename}: not a recognised export (headings: {shown_headings(header)})")
     return Table(filename, spec, map_header(header, spec, filename), rows, header=header, damaged=damaged,
                  complete=text.endswith(("\n", "\r")))
 
@@ -646,6 +664,7 @@ def read_table(table: Table, convert: Callable[[dict[str, str]], object], *,
         result.records.append(record)
     if not result.rows:
         raise EmptyExport(table.filename, table.spec)
+    result.bad_keys |= table.suspect_keys
     return result
 
 
@@ -862,6 +881,7 @@ def read_members(table: Table, *, known: dict[str, str] | None = None) -> ReadRe
                 parent.children.append(code)
     if not result.rows:
         raise EmptyExport(table.filename, table.spec)
+    result.bad_keys |= table.suspect_keys
     result.extra["parents"] = list(parents.values())
     result.extra["unchanged"] = unchanged
     return result

@@ -18,7 +18,16 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from pipelines.readers import SPECS_BY_KIND, ExportError, FileSpec, Table, classify, open_table, sniff
+from pipelines.readers import (
+    SPECS_BY_KIND,
+    ExportError,
+    FileSpec,
+    Table,
+    classify,
+    open_table,
+    shown_headings,
+    sniff,
+)
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
@@ -117,7 +126,7 @@ class ExportSource:
             if found:
                 seen.append(f"{export.name} ({found.kind} export)")
             else:
-                seen.append(f"{export.name}: not a recognised export (headings: {', '.join(header[:8])})")
+                seen.append(f"{export.name}: not a recognised export (headings: {shown_headings(header)})")
         if not candidates:
             raise ExportError(_not_found(spec, self, seen))
         # Several exports of one kind: the newest wins.

@@ -38,7 +38,7 @@ def current_task_id() -> str:
     return getattr(_current, "task_id", None) or ""
 
 
-def _pipeline_task(name: str, mode: str = Mode.SCHEDULED, triggered_by_id: int | None = None,
+def _pipeline_task(name: str, mode: str = Mode.SCHEDULED, triggered_by_id: int | None = None, *,
                    allow_removals: bool = False) -> None:
     """The signature run_pipeline_task accepts (checked before running)."""
 
@@ -47,7 +47,7 @@ _SIGNATURE = inspect.signature(_pipeline_task)
 
 
 def run_pipeline_task(*args: Any, **kwargs: Any) -> int | None:
-    """run_pipeline_task(name, mode="scheduled", triggered_by_id=None, allow_removals=False) -> run id
+    """run_pipeline_task(name, mode="scheduled", triggered_by_id=None, *, allow_removals=False) -> run id
 
     Runs pipeline `name` through the runner with the django-q2 task id
     recorded on the run. Arguments are checked here rather than by Python's

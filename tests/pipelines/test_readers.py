@@ -4,7 +4,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pipelines.readers import (
@@ -189,7 +189,8 @@ def test_rows_with_too_few_or_too_many_cells_are_errors_and_their_members_are_ke
     assert messages[0] == ("Leden.csv row 3 has 2 of 3 columns; a separator may be missing or extra, or a value "
                            "may hold an unquoted separator")
     assert messages[1].startswith("Leden.csv row 5 has 5 of 3 columns;")
-    assert result.bad_keys == {"AAA11A1", "BBB22B2"}
+    # What could be a relatiecode on a damaged row is kept (never retired): the columns may have shifted.
+    assert {"AAA11A1", "BBB22B2"} <= result.bad_keys and "CCC33C3" not in result.bad_keys
 
 
 def test_a_file_cut_off_in_its_last_row_is_an_error_for_that_row():
@@ -204,7 +205,7 @@ def test_a_file_cut_off_in_its_last_row_is_an_error_for_that_row():
         [error] = result.errors
         assert error.row == 3 and problem in error.message
         assert "QX-4821" not in error.identifier  # identifiers as in the file, not upper-cased
-        assert result.bad_keys <= {"QX-4821"}
+        assert "AAA11A1" not in result.bad_keys
     result = members(whole + last)
     assert [m.knvb_id for m in result.records] == ["AAA11A1", "QX-4821"] and not result.errors
 
@@ -399,6 +400,14 @@ def test_any_encoding_separator_line_ending_and_column_order_reads_the_same(expo
                   "Geb.dat.": born.isoformat(), "Extra": "x;y,z"}
         lines.append(sep.join(_cell(values[h], sep, quote_all) for h in headings))
     data = (newline.join(lines) + newline).encode(encoding)
+    if encoding == "cp1252" and data != data.decode("cp1252").encode("utf-8"):
+        # Windows-1252 bytes that happen to be valid UTF-8 (`à\xa0¡` is `ࠡ`) are
+        # ambiguous by nature: such a file is read as UTF-8.
+        try:
+            data.decode("utf-8")
+            assume(False)
+        except UnicodeDecodeError:
+            pass
     result = read_members(open_table("export.csv", data))
     assert not result.errors
     got = [(m.knvb_id, m.first_name, m.last_name, m.email, m.birth_date) for m in result.records]
