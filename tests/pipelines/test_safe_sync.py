@@ -11,14 +11,16 @@ import re
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.urls import reverse
 from pytest_httpserver import HTTPServer
 
 from pipelines.models import CommissieMembership, LapostaSubscription, Member, TeamMembership
-from runs.models import RunError, RunStatus, StepStatus
+from runs.models import Run, RunError, RunStatus, StepStatus
 from runs.redact import clear_secret_cache
 from runs.runner import run_pipeline
 from tests.pipelines.conftest import export_file
 from tests.pipelines.test_laposta import KEY, MEMBERS_LIST, PARENTS_LIST, FakeLaposta
+from tests.runs.test_actions import CsrfClient, make_user, q_sync, texts  # noqa: F401 - q_sync is a fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -318,3 +320,31 @@ def test_a_header_only_export_through_runsync_exits_1_naming_the_file(export_dir
     assert code == 1
     assert f"{path.name}: the export has a header row but no member rows" in out
     assert active_members() == 60
+
+
+# --- the run page's approve button ---------------------------------------------------------
+
+
+@pytest.mark.usefixtures("q_sync")
+def test_the_wrong_filter_approved_on_the_run_page_retires_and_deletes_once(export_dir, laposta):
+    run_pipeline("people")
+    on_list = len(laposta.lists[MEMBERS_LIST])
+    keep_rows(export_file(export_dir, "Leden"), 1, with_email=True)
+    held = run_pipeline("people")
+    assert laposta.sent("DELETE") == []
+    user = make_user("secretaris", "trigger_run")
+    client = CsrfClient(user)
+    page = client.get(reverse("runs:detail", args=[held.pk])).content.decode()
+    assert "59 members marked former" in page and "Approve removals and run again" in page
+
+    response = client.post(reverse("runs:approve-removals", args=[held.pk]))
+    assert texts(response)[0].startswith("Removals approved: people queued")
+    approved = Run.objects.filter(pipeline="people").order_by("-id").first()
+    assert approved.pk != held.pk and approved.allow_removals and approved.triggered_by == user
+    assert active_members() == 1
+    assert len(laposta.lists[MEMBERS_LIST]) == 1 and len(laposta.sent("DELETE")) >= on_list - 1
+    held.refresh_from_db()
+    assert held.removals_approved_by == user
+    # Once: a second click does not queue another run.
+    client.post(reverse("runs:approve-removals", args=[held.pk]))
+    assert Run.objects.filter(pipeline="people").count() == 3
