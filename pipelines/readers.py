@@ -66,8 +66,8 @@ def decode_checked(data: bytes) -> tuple[str, bool]:
     A UTF-8 file with a few damaged bytes is still read as UTF-8 (the damaged
     characters become U+FFFD and their rows are not used) instead of as
     Windows-1252, which would turn every `ë` of every other row into `Ã«`.
-    A file is taken for Windows-1252 unless its valid multi-byte characters
-    outnumber its invalid bytes more than three to one.
+    A file is taken for UTF-8 when it has at least as many valid multi-byte
+    characters as invalid bytes, else for Windows-1252.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         text = data[3:].decode("utf-8", errors="replace")
@@ -82,9 +82,10 @@ def decode_checked(data: bytes) -> tuple[str, bool]:
     except UnicodeDecodeError:
         pass
     text = data.decode("utf-8", errors="replace")
-    # In Windows-1252 text most non-ASCII bytes are invalid UTF-8; in a damaged
-    # UTF-8 file a few are. A file with a handful of both is taken for 1252.
-    if len(_UTF8_MULTIBYTE.findall(data)) > 3 * text.count(REPLACEMENT):
+    # In Windows-1252 text nearly every non-ASCII byte is invalid UTF-8 and a
+    # valid multi-byte sequence is a rare accident; in a damaged UTF-8 file the
+    # valid characters are the many and the invalid bytes the few.
+    if len(_UTF8_MULTIBYTE.findall(data)) >= text.count(REPLACEMENT):
         return text, True
     try:
         return data.decode("cp1252"), False
@@ -410,9 +411,9 @@ class Table:
         keys = list(self.mapping)
         indices = list(self.mapping.values())
         width = max(indices) + 1
+        # Every row has exactly as many cells as the header: with one more or
+        # one fewer, every value after the damage is in the wrong column.
         columns = len(self.header)
-        # A header may end with empty headings (a trailing separator): rows may too.
-        named = len(self.header) - next((i for i, h in enumerate(reversed(self.header)) if h), columns)
         if len(indices) == 1:
             index = indices[0]
 
@@ -427,18 +428,17 @@ class Table:
         # on the path of a whole row.
         for current in self.rows:
             if pending is not None:
-                yield self._check(pending, keys, getter, strip, width, columns, named, damaged, last=False)
+                yield self._check(pending, keys, getter, strip, width, columns, damaged, last=False)
             pending = current
         if pending is not None:
-            yield self._check(pending, keys, getter, strip, width, columns, named, damaged, last=True)
+            yield self._check(pending, keys, getter, strip, width, columns, damaged, last=True)
 
     def _check(self, item: tuple[int, list[str], int], keys: list[str], getter: Callable, strip: Callable,
-               width: int, columns: int, named: int, damaged: bool, *, last: bool) -> tuple[int, dict, str]:
+               width: int, columns: int, damaged: bool, *, last: bool) -> tuple[int, dict, str]:
         number, cells, lines = item
         problem = ""
         count = len(cells)
-        if count != columns and not (named <= count <= columns or (count > columns and not any(
-                map(strip, cells[columns:])))):
+        if count != columns:
             cut = " the file may be cut off" if last and count < columns else " a separator may be missing " \
                 "or extra, or a value may hold an unquoted separator"
             problem = f"row {number} has {count} of {columns} columns;{cut}"
@@ -464,7 +464,7 @@ def shown_headings(header: list[str]) -> str:
     return ", ".join(h if len(h) <= 40 else h[:39] + "…" for h in header[:8])
 
 
-_TOKENS = re.compile(r'[\s;,"]+')
+_TOKENS = re.compile(r'[\s;,"\ufffd]+')
 
 
 def sniff(filename: str, data: bytes) -> tuple[str, bool, list[str]]:
