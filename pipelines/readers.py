@@ -992,7 +992,18 @@ def read_nikki(table: Table) -> ReadResult:
         if line.nikki_id and line.nikki_id not in current.nikki_id.split(","):
             current.nikki_id = ",".join(filter(None, (current.nikki_id, line.nikki_id)))
     result.extra["lines"] = len(result.records)
-    result.records = list(merged.values())
+    # The sums and the joined Nikki ids must fit too (checked per line above, again summed).
+    fits = record_checker(table)
+    result.records = []
+    for record in merged.values():
+        try:
+            fits(record)
+        except BadValue as exc:
+            result.errors.append(RowError(record.row_number, f"{exc} (the Nikki lines of {record.year} summed)",
+                                          record.knvb_id, "knvb_id", table.filename))
+            result.bad_keys.add(record.knvb_id)
+            continue
+        result.records.append(record)
     return result
 
 

@@ -285,6 +285,17 @@ def test_amounts_that_do_not_fit_and_long_nikki_and_team_values_are_row_errors()
     assert teams.records == [] and "'Teamrol' is 61 characters long" in teams.errors[0].message
 
 
+def test_nikki_lines_whose_sum_does_not_fit_are_an_error_for_that_member_and_year():
+    line = "2025;Jan;AAA11A1;{id};€ 60.000.000,00;€ 0,00;Open\n"
+    text = "Jaar;Naam;Lidnr.;Nikki ID;Bedrag;Saldo;Status\n" + line.format(id="N1") + line.format(id="N2") + \
+        "2025;Kees;BBB22B2;N3;€ 10,00;€ 0,00;Open\n"
+    result = read_nikki(open_table("nikki.csv", text.encode()))
+    assert [c.knvb_id for c in result.records] == ["BBB22B2"]
+    [error] = result.errors
+    assert (error.row, error.identifier) == (2, "AAA11A1")
+    assert "'Bedrag' 120000000.00 is too large" in error.message and "summed" in error.message
+
+
 def test_a_utf8_file_with_a_few_damaged_bytes_stays_utf8_and_only_those_rows_are_errors():
     text = (MEMBER_HEADER + "\n"
             "Daniël, D. (Zoë);Zoë;;Daniël;AAA11A1;Vrouw;2010-01-01;zoe@example.org;Bondslid\n"
