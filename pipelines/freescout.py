@@ -30,6 +30,7 @@ from django.db import transaction
 from pipelines.http import ApiClient, ApiError, json_or_none
 from pipelines.laposta import is_valid_email, normalise_email
 from pipelines.models import Member
+from pipelines.sync import plural
 from runs.pipeline import register
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def sync(step: Step, client: FreeScoutClient, *, dry_run: bool,
     followers: list[tuple[Member, str]] = []
     pending: list[_Write] = []
     try:
-        for member in members:
+        for done, member in enumerate(members, start=1):
             step.check_cancelled()
             email = normalise_email(member.email)
             if not is_valid_email(email):
@@ -196,10 +197,17 @@ def sync(step: Step, client: FreeScoutClient, *, dry_run: bool,
             try:
                 customer_id, created = _sync_customer(client, member.freescout_id, email, payload)
             except ApiError as exc:
-                if exc.fatal:
-                    raise
                 step.fail_item(exc.message, identifier=member.knvb_id, identifier_kind="knvb_id")
                 owners[email] = None  # followers of a failed owner are not linked
+                if exc.fatal:
+                    # FreeScout cannot be used any more: the members not tried yet
+                    # are failed in one error, so the counts add up to what was read.
+                    rest = len(members) - done + len(followers)  # followers wait for their owner
+                    step.failed(rest)
+                    if rest:
+                        raise type(exc)(f"{plural(rest, 'more member')} not sent: {exc.message}",
+                                        status=exc.status) from None
+                    raise
                 continue
             (step.created if created else step.updated)()
             step.processed((member.knvb_id,))

@@ -19,8 +19,9 @@ from pipelines.sync import (
     download,
     existing_hashes,
     knvb_map,
+    plural,
+    retire,
     source_hash,
-    update_in_batches,
 )
 from runs.pipeline import PipelineRun, register
 
@@ -82,12 +83,16 @@ def functions(run: PipelineRun) -> None:
                     }, digest=source_hash(record.until))
         # No longer in the export: the function ended (kept as history, an
         # exported end date is kept, an open one is closed today).
-        # A scoped run (--only) saw some functions only: it ends nothing.
-        unseen = upserter.unseen() if run.only is None else {}
-        update_in_batches(step, CommissieMembership, [pk for pk, _digest in unseen.values()],
-                          dry_run=run.dry_run, is_current=False,
-                          until=Coalesce(F("until"), Value(timezone.localdate())), history=Retired(
-                              {pk: key[0] for key, (pk, _digest) in unseen.items()}, "knvb_id",
-                              labels={pk: f"{names.get(key[1], ('', key[1]))[1]} ({key[2] or 'no function'})"
-                                      for key, (pk, _digest) in unseen.items()}))
+        # A scoped run (--only) saw some functions only: it ends nothing. A
+        # member on an unreadable row is still in the export: nothing of theirs ends.
+        unseen = {key: value for key, value in upserter.unseen().items()
+                  if key[0] not in result.bad_keys} if run.only is None else {}
+        retire(step, CommissieMembership, [pk for pk, _digest in unseen.values()], kind="functions ended",
+               active=len(existing), is_current=False, until=Coalesce(F("until"), Value(timezone.localdate())),
+               situation=f"The export lists {len(existing) - len(unseen)} of the {len(existing)} current "
+                         "functions in commissies.",
+               effect=f"{plural(len(unseen), 'function')} would be ended.",
+               history=Retired({pk: key[0] for key, (pk, _digest) in unseen.items()}, "knvb_id",
+                               labels={pk: f"{names.get(key[1], ('', key[1]))[1]} ({key[2] or 'no function'})"
+                                       for key, (pk, _digest) in unseen.items()}))
     run.summary.update(commissies=len(found), functions=len(roles))

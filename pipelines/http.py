@@ -3,9 +3,14 @@
 One place decides how syncsite talks to a REST API:
 
 * every request has a timeout (`HTTP_TIMEOUT`, seconds);
-* 429, 5xx and transport failures (timeouts, refused connections) are retried
-  up to `HTTP_MAX_RETRIES` times with exponential backoff; a `Retry-After`
-  header (seconds or an HTTP date) is honoured instead of the backoff;
+* 429, 5xx and timeouts are retried up to `HTTP_MAX_RETRIES` times with
+  exponential backoff; a `Retry-After` header (seconds or an HTTP date) is
+  honoured instead of the backoff;
+* a connection that cannot be made (refused, or the host name does not
+  resolve) is not retried: the service is not there, and waiting would not
+  bring it. After CONNECT_FAILURES_FATAL of those in a row the failure is
+  fatal, naming the service and the cause, so a step stops in seconds instead
+  of spending minutes of backoff per member;
 * 401/403 raise `CredentialsError`, whose message says the credentials are
   wrong and never contains them; other 4xx raise `ApiError` carrying the API's
   own message (with any configured secret masked, in case the API echoes it);
@@ -40,6 +45,8 @@ BACKOFF_MAX_S = 30.0
 MAX_RETRY_AFTER_S = 120.0
 #: Requests in a row that failed after all retries before the service counts as down.
 GIVE_UP_AFTER = 10
+#: Connections in a row that were refused or whose host did not resolve before the service counts as unreachable.
+CONNECT_FAILURES_FATAL = 3
 
 
 class ApiError(Exception):
@@ -118,6 +125,7 @@ class ApiClient:
         self.sleep = time.sleep if sleep is None else sleep
         self.give_up_after = give_up_after
         self.failures_in_a_row = 0
+        self.connect_failures_in_a_row = 0
         self._secrets = tuple(s for s in secrets if s)
         self._client = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
@@ -152,12 +160,15 @@ class ApiClient:
                 where = f" Check {self.base_url_setting}." if self.base_url_setting else ""
                 raise ServiceDownError(f"{self.service}'s base URL is not usable: {self._scrub(str(exc))}.{where}") \
                     from None
+            except httpx.ConnectError as exc:
+                self._unreachable(exc)
             except httpx.TransportError as exc:
                 problem = self._describe_transport_error(exc)
                 delay = self._backoff(attempt)
                 status = None
             else:
                 status = response.status_code
+                self.connect_failures_in_a_row = 0
                 if status < 300:
                     self.failures_in_a_row = 0
                     return response
@@ -186,6 +197,24 @@ class ApiClient:
                 self._give_up(f"{problem} (tried {tries})", status)
             self.sleep(delay)
             attempt += 1
+
+    def _unreachable(self, exc: httpx.ConnectError) -> None:
+        """A connection that could not be made: fail this request at once; fatal after a few in a row."""
+        self.connect_failures_in_a_row += 1
+        text = str(exc).lower()
+        host = self._client.base_url.host
+        if "refused" in text:
+            cause = f"the connection to {host} was refused"
+        elif any(s in text for s in ("name or service", "nodename", "name resolution", "getaddrinfo", "no address")):
+            cause = f"the host name {host} could not be found (DNS)"
+        else:
+            cause = f"could not connect to {host}: {self._scrub(str(exc)) or type(exc).__name__}"
+        where = f" Check {self.base_url_setting} and that {self.service} is up." if self.base_url_setting else ""
+        if self.connect_failures_in_a_row >= CONNECT_FAILURES_FATAL:
+            raise ServiceDownError(
+                f"{self.service} is unreachable: {cause} ({self.connect_failures_in_a_row} times in a row); "
+                f"stopped.{where}", transient=True) from None
+        raise ApiError(f"{self.service} is unreachable: {cause}.{where}", transient=True) from None
 
     def _give_up(self, problem: str, status: int | None) -> None:
         self.failures_in_a_row += 1

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from pipelines.http import ApiClient, ApiError, ServiceDownError, json_or_none
 from pipelines.models import LapostaSubscription, Member, Parent
+from pipelines.sync import guard_removals, plural
 
 if TYPE_CHECKING:
     import httpx
@@ -227,16 +228,17 @@ def laposta_steps(run: PipelineRun, *, members: list[MemberRecord], parents: lis
     reason = not_configured_reason()
     if reason:
         run.skip_step(PREPARE, reason)
-        run.skip_step(SUBMIT, reason)
+        # Skipped or run, laposta-submit is not critical (see below).
+        run.skip_step(SUBMIT, reason, critical=False)
         return
     with run.step(PREPARE) as step:
         plan = prepare(step, members=members, parents=parents, scoped=run.only is not None)
     if run.dry_run:
         run.skip_step(SUBMIT, f"Dry run: {len(plan.sends)} to send and {len(plan.deletes)} to delete, "
-                              "nothing sent")
+                              "nothing sent", critical=False)
         return
     if not plan.sends and not plan.deletes:
-        with run.step(SUBMIT, total=0) as step:
+        with run.step(SUBMIT, total=0, critical=False) as step:
             step.detail.update(sent=0, deleted=0)
         return
     owns_client = client is None
@@ -354,6 +356,14 @@ def prepare(step: Step, *, members: list[MemberRecord], parents: list[ParentReco
             detail.setdefault("withheld", {})[list_id] = (
                 f"{len(gone)} deletions withheld: the export has no entries for this list")
             continue
+        on_list = sum(1 for lid, _email in known if lid == list_id)
+        label = _list_label(list_id)
+        if gone and not guard_removals(
+                step, kind=f"addresses removed from the Laposta {label}", active=on_list, removing=len(gone),
+                situation=f"The export has {plural(len(entries), 'address', 'addresses')} for the Laposta {label}, "
+                          f"which holds {plural(on_list, 'address', 'addresses')} syncsite sent.",
+                effect=f"{plural(len(gone), 'address', 'addresses')} would be removed from it."):
+            continue
         for email, (pk, _digest, member_id) in sorted(gone):
             plan.deletes.append(Delete(list_id, email, member_id, pk))
 
@@ -364,6 +374,12 @@ def prepare(step: Step, *, members: list[MemberRecord], parents: list[ParentReco
     if shared_email:
         detail["shared_email"] = shared_email
     return plan
+
+
+def _list_label(list_id: str) -> str:
+    if list_id == settings.LAPOSTA_MEMBERS_LIST_ID == settings.LAPOSTA_PARENTS_LIST_ID:
+        return "list"
+    return "members list" if list_id == settings.LAPOSTA_MEMBERS_LIST_ID else "parents list"
 
 
 def link_subscriptions() -> int:
@@ -411,16 +427,18 @@ def submit(step: Step, plan: Plan, client: LapostaClient) -> None:
     sent: list[LapostaSubscription] = []
     deleted: list[int] = []
     counts = {"sent": 0, "deleted": 0}
+    done = {"sends": 0, "deletes": 0}
     try:
         for send in plan.sends:
             step.check_cancelled()
             step.read()
+            done["sends"] += 1
             try:
                 member = client.upsert_member(send.list_id, send.email, send.fields)
             except ApiError as exc:
-                if exc.fatal:
-                    raise
                 step.fail_item(exc.message, identifier=send.identifier, identifier_kind=send.identifier_kind)
+                if exc.fatal:
+                    _account_for_the_rest(step, plan, done, exc)
                 continue
             counts["sent"] += 1
             step.processed((send.identifier,))
@@ -434,12 +452,13 @@ def submit(step: Step, plan: Plan, client: LapostaClient) -> None:
         for delete in plan.deletes:
             step.check_cancelled()
             step.read()
+            done["deletes"] += 1
             try:
                 client.delete_member(delete.list_id, delete.laposta_member_id or delete.email)
             except ApiError as exc:
-                if exc.fatal:
-                    raise
                 step.fail_item(exc.message, identifier=delete.email, identifier_kind="email")
+                if exc.fatal:
+                    _account_for_the_rest(step, plan, done, exc)
                 continue
             counts["deleted"] += 1
             deleted.append(delete.subscription_pk)
@@ -450,6 +469,23 @@ def submit(step: Step, plan: Plan, client: LapostaClient) -> None:
         _store(sent)
         _forget(deleted)
         step.detail.update(counts)
+
+
+def _account_for_the_rest(step: Step, plan: Plan, done: dict[str, int], exc: ApiError) -> None:
+    """Laposta cannot be used any more (down, unreachable, wrong key): stop the step.
+
+    What was not tried yet is read and failed in one error (the step's
+    reason), so failed + sent equals what the step read.
+    """
+    sends, deletes = len(plan.sends) - done["sends"], len(plan.deletes) - done["deletes"]
+    step.read(sends + deletes)
+    step.failed(sends + deletes)
+    parts = [plural(sends, "more member")] if sends else []
+    if deletes:
+        parts.append(f"{plural(deletes, 'deletion')}")
+    if not parts:
+        raise exc
+    raise type(exc)(f"{' and '.join(parts)} not sent: {exc.message}", status=exc.status) from None
 
 
 def _store(batch: list[LapostaSubscription]) -> None:

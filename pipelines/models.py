@@ -60,7 +60,8 @@ class Synced(models.Model):
 
 class Member(Synced):
     # Sportlink's relatiecode ("Rel. code", PublicPersonId): the key of everything.
-    knvb_id = models.CharField("relatiecode", max_length=16, unique=True)
+    # Letters, digits and hyphens, 1 to 20 characters (pipelines.readers.parse_knvb_id).
+    knvb_id = models.CharField("relatiecode", max_length=20, unique=True)
     first_name = models.CharField(max_length=100, blank=True)
     infix = models.CharField(max_length=30, blank=True)
     last_name = models.CharField(max_length=150, blank=True)

@@ -27,10 +27,12 @@ from pipelines.sync import (
     RowWriter,
     Upserter,
     existing_hashes,
+    guard_removals,
     knvb_map,
+    plural,
     report_row_errors,
+    retire,
     source_hash,
-    update_in_batches,
 )
 from runs.pipeline import PipelineRun, Step, register
 
@@ -73,8 +75,8 @@ def people(run: PipelineRun) -> None:
 
     with run.step("rondo-club-sync", total=len(members) + len(unchanged) + len(parents)) as step:
         sync_members(step, members, unchanged=unchanged, existing=existing, keep=result.bad_keys,
-                     dry_run=run.dry_run, edits=edits, retire=run.only is None)
-        sync_parents(step, parents, dry_run=run.dry_run, edits=edits, retire=run.only is None)
+                     dry_run=run.dry_run, edits=edits, may_retire=run.only is None)
+        sync_parents(step, parents, dry_run=run.dry_run, edits=edits, may_retire=run.only is None)
         if not run.dry_run and laposta_needs_records():
             step.detail["laposta_links"] = laposta.link_subscriptions()
     corrections.reverse_sync(run, edits=edits, records=members, parents=parents)
@@ -106,14 +108,14 @@ def member_values(record: MemberRecord) -> tuple:
 
 def sync_members(step: Step, members: list[MemberRecord], *, unchanged: list[str] = (),
                  existing: dict | None = None, keep: set[str] = frozenset(), dry_run: bool,
-                 edits: corrections.Edits | None = None, retire: bool = True) -> None:
+                 edits: corrections.Edits | None = None, may_retire: bool = True) -> None:
     """Create/update/skip members by hash; mark those who left the export as former.
 
     `unchanged`: relatiecodes the reader found unchanged (not converted).
     `keep`: relatiecodes on unreadable rows. They are still in the export, so
     they are not marked former because of a typo in one cell.
     `edits`: corrected contact fields (corrections.load_edits); the import keeps them.
-    `retire`: False for a run scoped with --only (it saw only some members).
+    `may_retire`: False for a run scoped with --only (it saw only some members).
     """
     edits = corrections.load_edits() if edits is None else edits
     if existing is None:
@@ -131,16 +133,18 @@ def sync_members(step: Step, members: list[MemberRecord], *, unchanged: list[str
                                  {"knvb_id": r.knvb_id, "is_former": False, **dict(zip(MEMBER_FIELDS, v, strict=True))},
                                  edits.get(r.knvb_id)))
     # A former member's hash is cleared, so one who comes back counts as updated.
-    if not retire:
+    if not may_retire:
         return
     gone = {pk: key for key, (pk, digest) in upserter.unseen().items() if digest and key not in keep}
-    update_in_batches(step, Member, list(gone), dry_run=dry_run, is_former=True, source_hash="",
-                      history=Retired(gone, "knvb_id"))
-    step.detail["former"] = len(gone)
+    active = sum(1 for _pk, digest in existing.values() if digest)
+    step.detail["former"] = retire(
+        step, Member, list(gone), kind="members marked former", active=active, is_former=True, source_hash="",
+        situation=f"The export lists {active - len(gone)} of {plural(active, 'active member')}.",
+        effect=f"{plural(len(gone), 'member')} would be marked former.", history=Retired(gone, "knvb_id"))
 
 
 def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool,
-                 edits: corrections.Edits | None = None, retire: bool = True) -> None:
+                 edits: corrections.Edits | None = None, may_retire: bool = True) -> None:
     """Parents with their children; each parent and its links commit together.
 
     A parent is known by its email as last imported (`Parent.sportlink_email`,
@@ -176,8 +180,14 @@ def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool,
                                  {"email": r.email, "name": r.name, "phone": r.phone, "is_former": False},
                                  edits.parents.get(k)))
     # An export without parent columns names no parent at all: nobody is marked former then.
-    # A run scoped with --only (retire=False) saw only some parents: nobody is marked former.
-    gone = [pk for _key, (pk, digest) in upserter.unseen().items() if digest] if parents and retire else []
+    # A run scoped with --only (may_retire=False) saw only some parents: nobody is marked former.
+    gone = [pk for _key, (pk, digest) in upserter.unseen().items() if digest] if parents and may_retire else []
+    active = sum(1 for _pk, digest in existing.values() if digest)
+    if gone and not guard_removals(
+            step, kind="parents marked former", active=active, removing=len(gone),
+            situation=f"The export names {active - len(gone)} of {plural(active, 'current parent')}.",
+            effect=f"{plural(len(gone), 'parent')} would be marked former."):
+        gone = []
     if gone and not dry_run:
         for start in range(0, len(gone), BATCH_SIZE):
             with transaction.atomic():

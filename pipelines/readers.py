@@ -12,6 +12,15 @@ strict about content:
 - a bad row (no relatiecode, a date that is not a date, an invalid email, a
   duplicate relatiecode) becomes a RowError with its row number and the best
   identifier available; the other rows go on.
+
+Nothing damaged is ever used (docs/safe-sync.md): an empty, binary or
+header-only file fails as a whole with a message naming the file; a row with
+more or fewer cells than the header (a file cut off mid-row, a lost or extra
+separator, a quote that is never closed), with bytes that are not valid text,
+or a last row without its line break is a RowError and its key goes to
+`bad_keys` (so nobody is retired because of it); every value is checked
+against the registry field it goes to (length, choices, digits) before any
+write (`check_fits`), so the same rules hold on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from operator import itemgetter
 
 from pipelines.records import (
@@ -40,19 +50,48 @@ from pipelines.records import (
 
 def decode(data: bytes) -> str:
     """Text of an export: UTF-8 (BOM or not, UTF-16 with BOM) or else Windows-1252."""
+    return decode_checked(data)[0]
+
+
+# A well-formed UTF-8 multi-byte character. Windows-1252 text almost never
+# contains one by accident (it would take e.g. `Ã` followed by `©`).
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+#: What replaces bytes that are not valid text; a row holding it is damaged.
+REPLACEMENT = "\ufffd"
+
+
+def decode_checked(data: bytes) -> tuple[str, bool]:
+    """(text, damaged): like `decode`, and whether some bytes were not valid text.
+
+    A UTF-8 file with a few damaged bytes is still read as UTF-8 (the damaged
+    characters become U+FFFD and their rows are not used) instead of as
+    Windows-1252, which would turn every `ë` of every other row into `Ã«`.
+    A file is taken for UTF-8 when it has at least as many valid multi-byte
+    characters as invalid bytes, else for Windows-1252.
+    """
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="replace")
+        text = data[3:].decode("utf-8", errors="replace")
+        return text, REPLACEMENT in text and REPLACEMENT.encode() not in data
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        try:
+            return data.decode("utf-16"), False
+        except UnicodeDecodeError:
+            return data.decode("utf-16", errors="replace"), True
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), False
     except UnicodeDecodeError:
         pass
+    text = data.decode("utf-8", errors="replace")
+    # In Windows-1252 text nearly every non-ASCII byte is invalid UTF-8 and a
+    # valid multi-byte sequence is a rare accident; in a damaged UTF-8 file the
+    # valid characters are the many and the invalid bytes the few.
+    if len(_UTF8_MULTIBYTE.findall(data)) >= text.count(REPLACEMENT):
+        return text, True
     try:
-        return data.decode("cp1252")
+        return data.decode("cp1252"), False
     except UnicodeDecodeError:
         # Windows-1252 leaves five bytes undefined; latin-1 maps every byte.
-        return data.decode("latin-1")
+        return data.decode("latin-1"), False
 
 
 def detect_separator(header_line: str) -> str:
@@ -68,9 +107,15 @@ def detect_separator(header_line: str) -> str:
     return best if counts[best] else ";"
 
 
-def split_rows(text: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """The header and an iterator of (row number, cells); row 1 is the header."""
-    first_line = text.split("\n", 1)[0]
+def split_rows(text: str) -> tuple[list[str], Iterator[tuple[int, list[str], int]]]:
+    """The header and an iterator of (row number, cells, lines); row 1 is the header.
+
+    The row number is the line the row starts on; `lines` is how many lines
+    it spans (more than 1 only for a quoted value with a line break in it,
+    or a quote that is never closed).
+    """
+    end = text.find("\n")
+    first_line = text if end < 0 else text[:end]
     sep = detect_separator(first_line)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"', skipinitialspace=False)
     try:
@@ -80,11 +125,13 @@ def split_rows(text: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     # Some exports quote sloppily; csv.reader has already stripped what it could.
     header = [cell.strip().lstrip("\ufeff") for cell in header]
 
-    def rows() -> Iterator[tuple[int, list[str]]]:
+    def rows() -> Iterator[tuple[int, list[str], int]]:
+        last = reader.line_num
         for cells in reader:
+            start, last = last + 1, reader.line_num
             if not "".join(cells).strip():
                 continue  # an empty line, or one of only separators
-            yield reader.line_num, cells
+            yield start, cells, last - start + 1
 
     return header, rows()
 
@@ -117,6 +164,8 @@ class FileSpec:
     signature: tuple[str, ...]
     # Alternatives of which at least one must be present, e.g. a split name or `Naam`.
     one_of: tuple[tuple[str, ...], ...] = ()
+    #: What a data row is, for "the export has a header row but no member rows".
+    row_noun: str = "data rows"
 
     def column(self, key: str) -> Column:
         return next(c for c in self.columns if c.key == key)
@@ -133,6 +182,7 @@ MEMBERS = FileSpec(
     title="Members (Sportlink Club, one row per person)",
     signature=RELATIECODE,
     one_of=(("last_name", "full_name"),),
+    row_noun="member rows",
     columns=(
         _c("knvb_id", *RELATIECODE, required=True),
         _c("full_name", "Naam", "Volledige naam"),
@@ -168,6 +218,7 @@ TEAMS = FileSpec(
     kind="teams",
     title="Teams with their players and staff (one row per person per team per role)",
     signature=("Teamrol",),
+    row_noun="team rows",
     columns=(
         _c("team_name", "Team", "Teamnaam", required=True),
         _c("team_id", "Teamcode", "Team-ID", "Team id", "Teamnummer"),
@@ -185,6 +236,7 @@ FUNCTIONS = FileSpec(
     kind="functions",
     title="Functions in commissies (one row per person per function)",
     signature=("Commissie",),
+    row_noun="function rows",
     columns=(
         _c("commissie_name", "Commissie", "Commissienaam", required=True),
         _c("commissie_id", "Commissiecode", "Commissie-ID", "Commissie id"),
@@ -200,6 +252,7 @@ DISCIPLINE = FileSpec(
     kind="discipline",
     title="Discipline cases (one row per case)",
     signature=("Dossiernummer", "Dossier", "Dossier-ID", "Zaaknummer"),
+    row_noun="discipline case rows",
     columns=(
         _c("dossier_id", "Dossiernummer", "Dossier", "Dossier-ID", "Zaaknummer", required=True),
         _c("knvb_id", *RELATIECODE, required=True),
@@ -218,6 +271,7 @@ NIKKI = FileSpec(
     kind="nikki",
     title="Nikki contributions (one row per member per year; several lines are summed)",
     signature=("Nikki ID", "Saldo"),
+    row_noun="contribution rows",
     columns=(
         _c("year", "Jaar", required=True),
         _c("knvb_id", "Lidnr.", "Lidnummer", *RELATIECODE, required=True),
@@ -253,6 +307,14 @@ class ExportError(Exception):
     """The export as a whole cannot be used (fails the download step)."""
 
 
+class EmptyExport(ExportError):
+    """A header row and no data rows: never "everyone left"."""
+
+    def __init__(self, filename: str, spec: FileSpec) -> None:
+        super().__init__(f"{filename}: the export has a header row but no {spec.row_noun}. Nothing was "
+                         "changed; check the search or filter used for the export and export it again.")
+
+
 class MissingColumns(ExportError):
     def __init__(self, filename: str, spec: FileSpec, missing: list[str]) -> None:
         self.filename, self.spec, self.missing = filename, spec, missing
@@ -272,8 +334,10 @@ class RowError:
 
     def as_error(self) -> dict:
         where = f"{self.filename} row {self.row}" if self.filename else f"row {self.row}"
-        return {"identifier": self.identifier, "identifier_kind": self.identifier_kind,
-                "message": f"{where}: {self.message}"}
+        message = f"{where}: {self.message}"
+        if self.message.startswith(f"row {self.row} "):  # "row 7 has 12 of 17 columns; ..."
+            message = f"{self.filename} {self.message}" if self.filename else self.message
+        return {"identifier": self.identifier, "identifier_kind": self.identifier_kind, "message": message}
 
 
 class BadValue(ValueError):
@@ -306,17 +370,50 @@ def map_header(header: list[str], spec: FileSpec, filename: str) -> dict[str, in
 
 @dataclass
 class Table:
-    """One export file, mapped: rows as dicts of key -> stripped string."""
+    """One export file, mapped: rows as dicts of key -> stripped string.
+
+    `checked()` also yields the rows that are damaged, with the reason (see
+    the module docstring); `dicts()` only the whole ones.
+    """
 
     filename: str
     spec: FileSpec
     mapping: dict[str, int]
-    rows: Iterator[tuple[int, list[str]]]
+    rows: Iterator[tuple[int, list[str], int]]
+    header: list[str] = field(default_factory=list)
+    #: Some bytes of the file were not valid text (rows holding them are damaged).
+    damaged: bool = False
+    #: The file ends with a line break; if not, its last row may be cut off.
+    complete: bool = True
+    #: Everything on damaged rows that could be a relatiecode (upper case): with a
+    #: lost separator the columns shift, so the key may be in any cell; with a
+    #: quote never closed, other rows hide inside one value. None of them is
+    #: retired because of this export.
+    suspect_keys: set[str] = field(default_factory=set)
+
+    def heading(self, key: str) -> str:
+        """The heading of `key`'s column as it is in the file (for messages)."""
+        index = self.mapping.get(key)
+        if index is not None and index < len(self.header):
+            return self.header[index]
+        return key
 
     def dicts(self) -> Iterator[tuple[int, dict[str, str]]]:
+        for number, row, problem in self.checked():
+            if not problem:
+                yield number, row
+
+    def checked(self) -> Iterator[tuple[int, dict[str, str], str]]:
+        """(row number, row, problem): problem is "" for a whole row, else why it must not be used.
+
+        A damaged row's dict holds what could be read (for its identifier).
+        """
         keys = list(self.mapping)
         indices = list(self.mapping.values())
         width = max(indices) + 1
+        # Every row has exactly as many cells as the header: with one more or
+        # one fewer, every value after the damage is in the wrong column.
+        columns = len(self.header)
         if len(indices) == 1:
             index = indices[0]
 
@@ -325,20 +422,85 @@ class Table:
         else:
             getter = itemgetter(*indices)
         strip = str.strip
-        # This runs once per row of a 50,000-member export: C-level calls only.
-        for number, cells in self.rows:
-            if len(cells) < width:
-                cells = cells + [""] * (width - len(cells))
-            yield number, dict(zip(keys, map(strip, getter(cells)), strict=True))
+        damaged = self.damaged
+        pending: tuple[int, list[str], int] | None = None
+        # This runs once per row of a 50,000-member export: C-level calls only
+        # on the path of a whole row.
+        for current in self.rows:
+            if pending is not None:
+                yield self._check(pending, keys, getter, strip, width, columns, damaged, last=False)
+            pending = current
+        if pending is not None:
+            yield self._check(pending, keys, getter, strip, width, columns, damaged, last=True)
+
+    def _check(self, item: tuple[int, list[str], int], keys: list[str], getter: Callable, strip: Callable,
+               width: int, columns: int, damaged: bool, *, last: bool) -> tuple[int, dict, str]:
+        number, cells, lines = item
+        problem = ""
+        count = len(cells)
+        if count != columns:
+            cut = " the file may be cut off" if last and count < columns else " a separator may be missing " \
+                "or extra, or a value may hold an unquoted separator"
+            problem = f"row {number} has {count} of {columns} columns;{cut}"
+        elif last and not self.complete:
+            problem = (f"row {number} is the last row and does not end with a line break; the file may be cut "
+                       "off")
+        if count < width:
+            cells = cells + [""] * (width - count)
+        row = dict(zip(keys, map(strip, getter(cells)), strict=True))
+        if not problem and lines > 1 and any("\n" in value or "\r" in value for value in row.values()):
+            problem = (f"row {number} runs over {lines} lines: a quote (\") is not closed, or the file is cut off "
+                       "inside a quoted value")
+        if not problem and damaged and any(REPLACEMENT in value for value in row.values()):
+            problem = f"row {number} contains bytes that are not valid text; the file may be damaged"
+        if problem:
+            for cell in cells:
+                self.suspect_keys.update(token for token in _TOKENS.split(cell.upper()) if _KNVB_ID.match(token))
+        return number, row, problem
+
+
+def shown_headings(header: list[str]) -> str:
+    """The first headings of a file for a message, each cut short."""
+    return ", ".join(h if len(h) <= 40 else h[:39] + "…" for h in header[:8])
+
+
+_TOKENS = re.compile(r'[\s;,"\ufffd]+')
+
+
+def sniff(filename: str, data: bytes) -> tuple[str, bool, list[str]]:
+    """(text, damaged, header) of an export's bytes, or ExportError naming the file:
+
+    empty (0 bytes), not text or without a separated heading row ("not a CSV
+    export"), or a heading row with bytes that are not text.
+    """
+    if not data:
+        raise ExportError(f"{filename} is empty (0 bytes)")
+    if b"\x00" in data[:65536] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ExportError(f"{filename} is not a CSV export (binary data)")
+    text, damaged = decode_checked(data)
+    sample = text[:65536]
+    controls = sum(1 for char in sample if char < " " and char not in "\t\r\n")
+    if controls * 100 > len(sample):
+        raise ExportError(f"{filename} is not a CSV export (binary data)")
+    header, _rows = split_rows(text)
+    if len([h for h in header if h]) < 2:
+        raise ExportError(f"{filename} is not a CSV export (binary data or text without a heading row "
+                          "separated by ; , or tabs)")
+    if damaged and any(REPLACEMENT in h for h in header):
+        raise ExportError(f"{filename}: the heading row contains bytes that are not valid text; the file is "
+                          "damaged. Export it again")
+    return text, damaged, header
 
 
 def open_table(filename: str, data: bytes, spec: FileSpec | None = None) -> Table:
-    header, rows = split_rows(decode(data))
+    text, damaged, _header = sniff(filename, data)
+    header, rows = split_rows(text)
     if spec is None:
         spec = classify(header)
         if spec is None:
-            raise ExportError(f"{filename}: not a recognised export (headings: {', '.join(header[:8])})")
-    return Table(filename, spec, map_header(header, spec, filename), rows)
+            raise ExportError(f"{filename}: not a recognised export (headings: {shown_headings(header)})")
+    return Table(filename, spec, map_header(header, spec, filename), rows, header=header, damaged=damaged,
+                 complete=text.endswith(("\n", "\r")))
 
 
 # --- values ----------------------------------------------------------------------
@@ -346,7 +508,8 @@ def open_table(filename: str, data: bytes, spec: FileSpec | None = None) -> Tabl
 _DATE_ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T].*)?$")
 _DATE_NL = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})(?: .*)?$")
 _EMAIL = re.compile(r"^[^@\s;,<>\"]+@[^@\s;,<>\"]+\.[A-Za-z]{2,}$")
-_KNVB_ID = re.compile(r"^[A-Z0-9]{3,12}(?:-[A-Z0-9]{1,8})?$")
+# Letters, digits and hyphens, 1 to 20 (Sportlink's `QX-4821`, a club's own codes), not only hyphens.
+_KNVB_ID = re.compile(r"^(?=.*[A-Z0-9])[A-Z0-9-]{1,20}$")
 
 
 def parse_date(value: str, what: str = "date") -> date | None:
@@ -381,7 +544,8 @@ def parse_knvb_id(value: str) -> str:
     if not code:
         raise BadValue("the relatiecode (Rel. code) is missing")
     if not _KNVB_ID.match(code):
-        raise BadValue(f"relatiecode {value!r} is not a valid relatiecode")
+        raise BadValue(f"relatiecode {value.strip()!r} is not a valid relatiecode (letters, digits and hyphens, "
+                       "1 to 20 characters)")
     return code
 
 
@@ -450,7 +614,7 @@ def _best_identifier(row: dict[str, str]) -> tuple[str, str]:
                       ("team_name", "team"), ("commissie_name", "commissie"), ("full_name", "name")):
         value = row.get(key, "").strip()
         if value:
-            return (value.upper() if key == "knvb_id" else value), kind
+            return value[:255], kind  # as it is in the file: a volunteer searches for what they see
     return "", ""
 
 
@@ -470,16 +634,22 @@ class ReadResult:
 def read_table(table: Table, convert: Callable[[dict[str, str]], object], *,
                key: Callable[[object], str] | None = None,
                result: ReadResult | None = None) -> ReadResult:
-    """Convert every row; a BadValue becomes a RowError and the rows go on.
+    """Convert every row; a damaged row or a BadValue becomes a RowError and the rows go on.
 
     With `key`, a second row with the same key is an error (the first wins).
+    Every record must fit the registry (`check_fits`). A file with a header
+    and no data rows raises EmptyExport.
     """
     result = result or ReadResult()
     seen: dict[str, int] = {}
-    for number, row in table.dicts():
+    fits = record_checker(table)
+    for number, row, problem in table.checked():
         result.rows += 1
         try:
+            if problem:
+                raise BadValue(problem)
             record = convert(row)
+            fits(record)
             if key is not None:
                 record_key = key(record)
                 if record_key in seen:
@@ -489,14 +659,128 @@ def read_table(table: Table, convert: Callable[[dict[str, str]], object], *,
             if hasattr(record, "row_number"):
                 record.row_number = number
         except (BadValue, ValueError) as exc:
-            identifier, kind = _best_identifier(row)
-            result.errors.append(RowError(number, str(exc), identifier, kind, table.filename))
-            code = row.get("knvb_id", "").strip().upper()
-            if code:
-                result.bad_keys.add(code)
+            _row_error(result, table, number, row, exc)
             continue
         result.records.append(record)
+    if not result.rows:
+        raise EmptyExport(table.filename, table.spec)
+    result.bad_keys |= table.suspect_keys
     return result
+
+
+def _row_error(result: ReadResult, table: Table, number: int, row: dict[str, str], exc: Exception) -> None:
+    identifier, kind = _best_identifier(row)
+    result.errors.append(RowError(number, str(exc), identifier, kind, table.filename))
+    code = row.get("knvb_id", "").strip().upper()
+    if code:
+        result.bad_keys.add(code)
+
+
+# --- fitting the registry ----------------------------------------------------------
+
+# Record attribute -> (model, field, column key for the message). The limits
+# are read from the model fields, so a changed max_length is checked at once.
+FITS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
+    "MemberRecord": (
+        ("knvb_id", "Member", "knvb_id", "knvb_id"), ("first_name", "Member", "first_name", "first_name"),
+        ("infix", "Member", "infix", "infix"), ("last_name", "Member", "last_name", "last_name"),
+        ("initials", "Member", "initials", "initials"), ("email", "Member", "email", "email"),
+        ("gender", "Member", "gender", "gender"), ("member_type", "Member", "member_type", "member_type"),
+        ("age_category", "Member", "age_category", "age_category"), ("local_teams", "Member", "local_teams", "teams"),
+        ("phone", "Member", "phone", "phone"), ("mobile", "Member", "mobile", "mobile"),
+        ("street", "Member", "street", "street"), ("house_number", "Member", "house_number", "house_number"),
+        ("postcode", "Member", "postcode", "postcode"), ("city", "Member", "city", "city"),
+    ),
+    "ParentRecord": (
+        ("email", "Parent", "email", "parent_email"), ("name", "Parent", "name", "parent_name"),
+        ("phone", "Parent", "phone", "parent_phone"),
+    ),
+    "TeamRoleRecord": (
+        ("knvb_id", "Member", "knvb_id", "knvb_id"), ("team_id", "Team", "sportlink_id", "team_id"),
+        ("team_name", "Team", "name", "team_name"), ("team_kind", "Team", "kind", "team_kind"),
+        ("role", "TeamMembership", "role", "role"),
+    ),
+    "CommissieRoleRecord": (
+        ("knvb_id", "Member", "knvb_id", "knvb_id"), ("commissie_name", "Commissie", "name", "commissie_name"),
+        ("commissie_id", "Commissie", "sportlink_id", "commissie_id"),
+        ("role", "CommissieMembership", "role", "role"),
+    ),
+    "DisciplineRecord": (
+        ("dossier_id", "DisciplineCase", "dossier_id", "dossier_id"), ("knvb_id", "Member", "knvb_id", "knvb_id"),
+        ("match", "DisciplineCase", "match", "match"), ("team_name", "DisciplineCase", "team_name", "team_name"),
+        ("sanction", "DisciplineCase", "sanction", "sanction"), ("fee", "DisciplineCase", "fee", "fee"),
+        ("status", "DisciplineCase", "status", "status"),
+    ),
+    "ContributionRecord": (
+        ("knvb_id", "Member", "knvb_id", "knvb_id"), ("nikki_id", "Contribution", "nikki_id", "nikki_id"),
+        ("total", "Contribution", "total", "total"), ("balance", "Contribution", "balance", "balance"),
+        ("status", "Contribution", "status", "status"),
+    ),
+}
+
+
+@cache
+def _limits(record_type: str) -> tuple[tuple[str, str, int | None, frozenset | None, tuple | None], ...]:
+    """(attribute, column key, max_length, choices, (max_digits, decimal_places)) per checked attribute."""
+    from django.apps import apps
+
+    out = []
+    for attribute, model, name, column in FITS.get(record_type, ()):
+        model_field = apps.get_model("pipelines", model)._meta.get_field(name)
+        choices = frozenset(value for value, _label in model_field.flatchoices) if model_field.choices else None
+        digits = (model_field.max_digits, model_field.decimal_places) \
+            if getattr(model_field, "max_digits", None) else None
+        out.append((attribute, column, getattr(model_field, "max_length", None), choices, digits))
+    return tuple(out)
+
+
+def record_checker(table: Table) -> Callable[[object], None]:
+    """A function raising BadValue when a record does not fit its registry fields (see FITS).
+
+    Outside a set-up Django (bench/sync.py's raw floor reads the export in a
+    Django-free process) there are no fields to check against and nothing is
+    written, so it checks nothing.
+    """
+    from django.apps import apps
+
+    if not apps.ready:
+        return lambda record: None
+    cache: dict[type, tuple] = {}
+
+    def check(record: object) -> None:
+        kind = type(record)
+        limits = cache.get(kind)
+        if limits is None:
+            limits = cache[kind] = _limits(kind.__name__)
+        for attribute, column, max_length, choices, digits in limits:
+            value = ", ".join(record.teams) if attribute == "local_teams" else getattr(record, attribute)
+            if value is None or value == "":
+                continue
+            if max_length is not None and len(value) > max_length:
+                raise BadValue(f"{_heading(table, column)} is {len(value):,} characters long; the registry keeps at "
+                               f"most {max_length}. Shorten it in the export's source")
+            if choices is not None and value not in choices:
+                raise BadValue(f"{_heading(table, column)} {value!r} is not one of {', '.join(map(repr, choices))}")
+            if digits is not None:
+                _check_digits(value, digits, _heading(table, column))
+
+    return check
+
+
+def _heading(table: Table, column: str) -> str:
+    if column.startswith("parent_"):
+        return f"{column.split('_')[1]} of a parent"
+    return repr(table.heading(column))
+
+
+def _check_digits(value: Decimal, digits: tuple[int, int], heading: str) -> None:
+    max_digits, places = digits
+    if abs(value) >= Decimal(10) ** (max_digits - places):
+        raise BadValue(f"{heading} {value} is too large (at most {max_digits - places} digits before the "
+                       "decimal point)")
+    # Stored with `places` decimals: more would be rounded without anyone noticing.
+    if value != value.quantize(Decimal(1).scaleb(-places)):
+        raise BadValue(f"{heading} {value} has more than {places} decimals")
 
 
 def member_from_row(row: dict[str, str]) -> MemberRecord:
@@ -557,24 +841,26 @@ def read_members(table: Table, *, known: dict[str, str] | None = None) -> ReadRe
     result = ReadResult()
     unchanged: list[str] = []
     seen: dict[str, int] = {}
-    for number, row in table.dicts():
+    fits = record_checker(table)
+    for number, row, problem in table.checked():
         result.rows += 1
         code = row.get("knvb_id", "").upper()
-        digest = member_row_hash(row)
         try:
+            if problem:
+                raise BadValue(problem)
             if code in seen:
-                raise BadValue(f"duplicate relatiecode {code}: already on row {seen[code]}; this row is ignored")
+                raise BadValue(f"duplicate relatiecode {row['knvb_id']}: already on row {seen[code]}; "
+                               "this row is ignored")
+            digest = member_row_hash(row)
             if known is not None and code and known.get(code) == digest:
-                member = None
+                member = None  # stored from this very row, so it fitted
             else:
                 member = member_from_row(row)
+                fits(member)
                 member.row_number = number
                 member.source_hash = digest
         except BadValue as exc:
-            identifier, kind = _best_identifier(row)
-            result.errors.append(RowError(number, str(exc), identifier, kind, table.filename))
-            if code:
-                result.bad_keys.add(code)
+            _row_error(result, table, number, row, exc)
             continue
         seen[code] = number
         if member is None:
@@ -585,12 +871,14 @@ def read_members(table: Table, *, known: dict[str, str] | None = None) -> ReadRe
             email = row.get(f"parent{n}_email", "")
             if not email:
                 continue
+            name, phone = row.get(f"parent{n}_name", ""), row.get(f"parent{n}_phone", "")
             try:
                 email = parse_email(email, f"email address of parent {n}").lower()
+                fits(ParentRecord(email=email, name=name, phone=phone))
             except BadValue as exc:
-                result.errors.append(RowError(number, str(exc), code, "knvb_id", table.filename))
+                message = str(exc) if "parent" in str(exc) else f"parent {n}: {exc}"
+                result.errors.append(RowError(number, message, row["knvb_id"], "knvb_id", table.filename))
                 continue
-            name, phone = row.get(f"parent{n}_name", ""), row.get(f"parent{n}_phone", "")
             parent = parents.get(email)
             if parent is None:
                 parent = parents[email] = ParentRecord(email=email, name=name, phone=phone)
@@ -599,6 +887,9 @@ def read_members(table: Table, *, known: dict[str, str] | None = None) -> ReadRe
                 parent.phone = parent.phone or phone
             if code not in parent.children:
                 parent.children.append(code)
+    if not result.rows:
+        raise EmptyExport(table.filename, table.spec)
+    result.bad_keys |= table.suspect_keys
     result.extra["parents"] = list(parents.values())
     result.extra["unchanged"] = unchanged
     return result
@@ -709,7 +1000,18 @@ def read_nikki(table: Table) -> ReadResult:
         if line.nikki_id and line.nikki_id not in current.nikki_id.split(","):
             current.nikki_id = ",".join(filter(None, (current.nikki_id, line.nikki_id)))
     result.extra["lines"] = len(result.records)
-    result.records = list(merged.values())
+    # The sums and the joined Nikki ids must fit too (checked per line above, again summed).
+    fits = record_checker(table)
+    result.records = []
+    for record in merged.values():
+        try:
+            fits(record)
+        except BadValue as exc:
+            result.errors.append(RowError(record.row_number, f"{exc} (the Nikki lines of {record.year} summed)",
+                                          record.knvb_id, "knvb_id", table.filename))
+            result.bad_keys.add(record.knvb_id)
+            continue
+        result.records.append(record)
     return result
 
 

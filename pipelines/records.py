@@ -97,3 +97,4 @@ class ContributionRecord:
     balance: Decimal = Decimal("0")
     status: str = ""
     lines: int = 1
+    row_number: int = 0  # the first line in the export, for error messages

@@ -18,7 +18,16 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from pipelines.readers import SPECS_BY_KIND, ExportError, FileSpec, Table, classify, decode, open_table, split_rows
+from pipelines.readers import (
+    SPECS_BY_KIND,
+    ExportError,
+    FileSpec,
+    Table,
+    classify,
+    open_table,
+    shown_headings,
+    sniff,
+)
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
@@ -106,11 +115,18 @@ class ExportSource:
             head = export.head()
             if len(head) >= _HEADER_BYTES and b"\n" in head:
                 head = head[: head.rindex(b"\n")]  # never decode half a character
-            header, _rows = split_rows(decode(head))
+            try:
+                _text, _damaged, header = sniff(export.name, head)
+            except ExportError as exc:
+                seen.append(str(exc))  # empty, binary, damaged heading row: named with the file
+                continue
             found = classify(header)
             if found is spec:
                 candidates.append(export)
-            seen.append(f"{export.name} ({found.kind + ' export' if found else 'not recognised'})")
+            if found:
+                seen.append(f"{export.name} ({found.kind} export)")
+            else:
+                seen.append(f"{export.name}: not a recognised export (headings: {shown_headings(header)})")
         if not candidates:
             raise ExportError(_not_found(spec, self, seen))
         # Several exports of one kind: the newest wins.

@@ -21,6 +21,16 @@
   transaction, a RecordChange per created row and per updated row whose
   fields differ (old values of the batch's updated rows: one query). The
   retire path (`update_in_batches(..., history=Retired(...))`) does the same.
+
+Removals go through one guard, `guard_removals` (or `retire`, which is the
+guard plus the batched UPDATE): every path that marks members former, ends a
+membership or deletes from a destination because something is missing from an
+export asks it first. When a run would remove more than
+SYNC_MAX_REMOVALS_PERCENT of the active rows of one kind and more than
+SYNC_MAX_REMOVALS_MIN rows, that looks like a wrong or partial export: nothing
+of that kind is removed, the step records one plain-words error and ends
+partial, and `runsync <pipeline> --allow-removals` or the run page's approve
+button lets them through (docs/safe-sync.md).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
@@ -423,6 +434,55 @@ def update_in_batches(step: Step, model: type[models.Model], pks: Sequence[int],
 def _values_of(model: type[models.Model], pks: list[int], names: Sequence[str]) -> dict[int, dict]:
     rows = model.objects.filter(pk__in=pks).order_by().values_list("pk", *names)
     return {pk: dict(zip(names, rest, strict=True)) for pk, *rest in rows}
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """`1 member`, `2 members` (`many` for irregular plurals)."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def removals_look_like_a_mistake(active: int, removing: int) -> bool:
+    """More than SYNC_MAX_REMOVALS_PERCENT of the active rows and more than SYNC_MAX_REMOVALS_MIN rows."""
+    return (removing > settings.SYNC_MAX_REMOVALS_MIN
+            and removing * 100 > active * settings.SYNC_MAX_REMOVALS_PERCENT)
+
+
+def guard_removals(step: Step, *, kind: str, active: int, removing: int, situation: str, effect: str) -> bool:
+    """The one removal guard: may `step` remove `removing` of `active` rows of `kind`?
+
+    `situation` and `effect` are the first two sentences of the message a
+    volunteer reads when the removals are held, e.g. "The export lists 1 of
+    500 active members." and "499 members would be marked former.".
+    Returns True when the removals may go ahead: few enough, or the run was
+    started with removals allowed (recorded in the step's detail). Otherwise
+    the step holds them (Step.hold_removals: one error, the step ends partial)
+    and nothing of `kind` may be removed in this run; a dry run reports the
+    same, as what would be held.
+    """
+    if removing <= 0 or not removals_look_like_a_mistake(active, removing):
+        return True
+    run = step.run
+    if run.allow_removals:
+        step.detail.setdefault("removals_allowed", {})[kind] = removing
+        return True
+    message = (f"{situation} {effect} Nothing was removed. If this is right, approve the removals on the run "
+               f"page or run `runsync {run.name} --allow-removals`.")
+    if run.dry_run:
+        message = f"Dry run: these removals would be held. {message}"
+    step.hold_removals(kind, removing, message)
+    logger.warning("%s: held %d removals of %s (of %d active)", run.name, removing, kind, active)
+    return False
+
+
+def retire(step: Step, model: type[models.Model], pks: Sequence[int], *, kind: str, active: int,
+           situation: str, effect: str, history: Retired | None = None, **values: Any) -> int:
+    """Guarded `update_in_batches` for rows missing from an export (mark former, end a membership).
+
+    Returns how many rows were (or in a dry run would be) updated: 0 when held.
+    """
+    if not guard_removals(step, kind=kind, active=active, removing=len(pks), situation=situation, effect=effect):
+        return 0
+    return update_in_batches(step, model, pks, dry_run=step.run.dry_run, history=history, **values)
 
 
 def knvb_map(*, include_former: bool = True, dry_run: bool = False) -> dict[str, int]:

@@ -17,8 +17,9 @@ from pipelines.sync import (
     download,
     existing_hashes,
     knvb_map,
+    plural,
+    retire,
     source_hash,
-    update_in_batches,
 )
 from runs.pipeline import PipelineRun, register
 
@@ -75,12 +76,17 @@ def teams(run: PipelineRun) -> None:
                     upserter.add(record, key=key, values={"member_id": member_id, "team_id": team_pk,
                                                           "role": record.role, "since": today}, digest=None)
         # Left the team: the membership is closed, not deleted (it is history).
-        # A scoped run (--only) saw some roles only: it closes nothing.
-        unseen = upserter.unseen() if run.only is None else {}
+        # A scoped run (--only) saw some roles only: it closes nothing. A member
+        # on an unreadable row is still in the export: nothing of theirs ends.
+        unseen = {key: value for key, value in upserter.unseen().items()
+                  if key[0] not in result.bad_keys} if run.only is None else {}
         names = dict(Team.objects.values_list("sportlink_id", "name")) if unseen else {}
-        update_in_batches(step, TeamMembership, [pk for pk, _until in unseen.values()], dry_run=run.dry_run,
-                          until=today, history=Retired(
-                              {pk: key[0] for key, (pk, _until) in unseen.items()}, "knvb_id",
-                              labels={pk: f"{names.get(key[1], key[1])} ({key[2] or 'no role'})"
-                                      for key, (pk, _until) in unseen.items()}))
+        retire(step, TeamMembership, [pk for pk, _until in unseen.values()], kind="team memberships ended",
+               active=len(existing), until=today,
+               situation=f"The export lists {len(existing) - len(unseen)} of the {len(existing)} current "
+                         "team memberships.",
+               effect=f"{plural(len(unseen), 'team membership')} would be ended.",
+               history=Retired({pk: key[0] for key, (pk, _until) in unseen.items()}, "knvb_id",
+                               labels={pk: f"{names.get(key[1], key[1])} ({key[2] or 'no role'})"
+                                       for key, (pk, _until) in unseen.items()}))
     run.summary.update(teams=len(found), memberships=len(seen))

@@ -1,4 +1,5 @@
-"""The POST actions of the dashboard: run a pipeline now, cancel a run.
+"""The POST actions of the dashboard: run a pipeline now, cancel a run,
+approve the removals a run held back.
 
 Staff only (others go to the login page), a permission each (403 without),
 POST with the CSRF token (GET is 405). Both redirect back to a safe `next`
@@ -18,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from runs.models import Mode, Run
 from runs.pipeline import UnknownPipeline
+from runs.services import approve_removals as approve_held_removals
 from runs.services import cancel_run, trigger_run
 
 
@@ -87,4 +89,21 @@ def cancel(request: HttpRequest, pk: int) -> HttpResponse:
         messages.info(request, f"Cancel was already requested for {run}.")
     else:
         messages.warning(request, f"{run} is not running ({run.get_status_display().lower()}).")
+    return redirect(_back(request, run.get_absolute_url()))
+
+
+@staff_member_required
+@require_POST
+@permission_required("runs.trigger_run", raise_exception=True)
+def approve_removals(request: HttpRequest, pk: int) -> HttpResponse:
+    """"Approve removals and run again": queue the pipeline once with removals allowed."""
+    run = get_object_or_404(Run, pk=pk)
+    try:
+        result = approve_held_removals(run, user=request.user)
+    except UnknownPipeline:
+        raise Http404(f"Unknown pipeline {run.pipeline!r}") from None
+    if result.queued:
+        messages.success(request, result.message)
+    else:
+        messages.warning(request, result.message)
     return redirect(_back(request, run.get_absolute_url()))

@@ -40,6 +40,10 @@ class StepStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+#: The key of RunStep.detail under which a step lists the removals it held back.
+HELD_REMOVALS_KEY = "held_removals"
+
+
 class RunQuerySet(models.QuerySet):
     def running(self) -> RunQuerySet:
         return self.filter(status=RunStatus.RUNNING)
@@ -85,6 +89,15 @@ class Run(models.Model):
     # The run's scope: the identifiers of `runsync --only` / "Sync again"
     # (empty: every record). A scoped run never retires anything.
     only = models.JSONField(default=list, blank=True)
+    # Held removals (docs/safe-sync.md): a pipeline may hold back removals that
+    # look like a mistake. `allow_removals` says this run let them through
+    # (`runsync --allow-removals`, or queued by an approval); the approval is
+    # recorded on the run that held them, once (see approve_removals).
+    allow_removals = models.BooleanField(default=False)
+    removals_approved_at = models.DateTimeField(null=True, blank=True)
+    removals_approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     objects = RunQuerySet.as_manager()
 
@@ -144,6 +157,22 @@ class Run(models.Model):
             self.cancel_requested_by = user
         return bool(changed)
 
+    def claim_removals_approval(self, *, user) -> bool:
+        """Record that `user` approved the removals this finished run held.
+
+        A conditional UPDATE, like request_cancel: only the first approval of
+        a finished run counts, so a double click or two people at once queue
+        one run. Returns whether this call recorded the approval.
+        """
+        now = timezone.now()
+        changed = Run.objects.filter(
+            pk=self.pk, removals_approved_at__isnull=True
+        ).exclude(status=RunStatus.RUNNING).update(removals_approved_at=now, removals_approved_by=user)
+        if changed:
+            self.removals_approved_at = now
+            self.removals_approved_by = user
+        return bool(changed)
+
 
 class RunStep(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
@@ -176,6 +205,11 @@ class RunStep(models.Model):
     @property
     def done(self) -> int:
         return self.created + self.updated + self.skipped + self.failed
+
+    @property
+    def held_removals(self) -> dict:
+        """What this step held back (kind -> count), see Step.hold_removals; {} when nothing."""
+        return (self.detail or {}).get(HELD_REMOVALS_KEY) or {}
 
 
 class RunError(models.Model):

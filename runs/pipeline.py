@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from runs.models import Run, RunStatus, StepStatus
+from runs.models import HELD_REMOVALS_KEY, Run, RunStatus, StepStatus
 from runs.tracebacks import exception_message, format_exception
 from runs.tracker import DEFAULT_IDENTIFIER_KEYS, RunTracker, StepState
 
@@ -198,6 +198,7 @@ class Step:
         self._cancel = run.tracker.cancel_event
         self._processed = run.tracker.processed_items
         self.id: int | None = None
+        self._held: list[str] = []
         # Counts are kept here when tracking could not start, so a pipeline
         # (and its tests) behave the same with or without a database.
         self.state = StepState(local_id=0, name=name, position=0, critical=critical, total=total)
@@ -264,6 +265,19 @@ class Step:
         """End this step now as `skipped`, with the reason."""
         raise SkipStep(reason)
 
+    def hold_removals(self, kind: str, count: int, message: str) -> None:
+        """Record that this step held back `count` removals of `kind` (the pipeline decides when).
+
+        One RunError carries `message` (what was held, why, how to approve);
+        the step ends `partial` with the message as its reason, and
+        `detail["held_removals"][kind] = count` tells the run page and
+        runsync that approving (a run with `allow_removals`) would apply them.
+        """
+        self.state.detail.setdefault(HELD_REMOVALS_KEY, {})[kind] = count
+        self._held.append(message)
+        self._tracker.record_error(step_id=self.id, step_name=self.name, identifier=kind,
+                                   identifier_kind=HELD_REMOVALS_KEY, message=message)
+
     def check_cancelled(self) -> None:
         if self._cancel.is_set():
             raise Cancelled()
@@ -281,7 +295,8 @@ class Step:
         self.run.current_step = None
         state = self.state
         if exc_type is None:
-            status, reason, swallow = (StepStatus.PARTIAL if state.failed else StepStatus.SUCCESS), "", False
+            status = StepStatus.PARTIAL if state.failed or self._held else StepStatus.SUCCESS
+            reason, swallow = " ".join(self._held), False
         elif issubclass(exc_type, SkipStep):
             status, reason, swallow = StepStatus.SKIPPED, str(exc), True
         elif issubclass(exc_type, Cancelled):
@@ -308,11 +323,15 @@ class PipelineRun:
     """What a pipeline function receives: steps, child runs, cancellation."""
 
     def __init__(self, pipeline: Pipeline, tracker: RunTracker, *, dry_run: bool = False, mode: str = "manual",
-                 triggered_by_id: int | None = None) -> None:
+                 triggered_by_id: int | None = None, allow_removals: bool = False) -> None:
         self.pipeline = pipeline
         self.name = pipeline.name
         self.tracker = tracker
         self.dry_run = dry_run
+        #: Removals that look like a mistake were approved for this run
+        #: (`runsync --allow-removals`, the run page's approve button): the
+        #: pipeline applies them instead of holding them (Step.hold_removals).
+        self.allow_removals = allow_removals
         self.mode = mode
         self.triggered_by_id = triggered_by_id
         self.summary: dict[str, Any] = {}
@@ -342,10 +361,14 @@ class PipelineRun:
     def step(self, name: str, *, critical: bool = True, total: int | None = None) -> Step:
         return Step(self, name, critical=critical, total=total)
 
-    def skip_step(self, name: str, reason: str) -> None:
-        """Record a step that does not run (e.g. a destination is not configured)."""
+    def skip_step(self, name: str, reason: str, *, critical: bool = True) -> None:
+        """Record a step that does not run (e.g. a destination is not configured).
+
+        `critical`: as the step would be when it runs, so the run page and the
+        status treat a skipped step like a run one.
+        """
         self.check_cancelled(query=False)
-        if self.tracker.skip_step(name, reason) is None:
+        if self.tracker.skip_step(name, reason, critical=critical) is None:
             self._local(name, StepStatus.SKIPPED, reason=reason)
 
     def _local(self, name: str, status: str, *, reason: str = "", **counts: int) -> StepState:
@@ -390,7 +413,8 @@ class PipelineRun:
         self.check_cancelled(query=True)
         sid = self.tracker.start_step(name, critical=False)
         child = run_pipeline(name, mode=self.mode, dry_run=self.dry_run, parent=self.tracker.run_id,
-                             triggered_by_id=self.triggered_by_id, only=self.tracker.only)
+                             triggered_by_id=self.triggered_by_id, only=self.tracker.only,
+                             allow_removals=self.allow_removals)
         # A child with nothing configured is a skipped step here, not a problem
         # (compute_run_status: only a child that could not run counts).
         if not child.not_configured:

@@ -30,6 +30,7 @@ def run_pipeline(
     task_id: str = "",
     on_start: Callable[[RunTracker], None] | None = None,
     only: list[str] | None = None,
+    allow_removals: bool = False,
 ) -> Run:
     """Run pipeline `name` and return its finished Run.
 
@@ -43,6 +44,8 @@ def run_pipeline(
     `only`: identifiers to sync alone (`run.only`, recorded on the run).
     After the run, its errors and processed records update the open
     problems (runs.history.record_problems).
+    `allow_removals` lets through removals the pipeline would hold back as a
+    likely mistake (recorded on the run).
     """
     pipeline = get_pipeline(name)
     parent_id = parent.pk if isinstance(parent, Run) else parent
@@ -60,6 +63,7 @@ def run_pipeline(
         task_id=task_id,
         identifier_keys=pipeline.identifier_keys,
         only=only,
+        allow_removals=allow_removals,
     )
     tracker.start_run()
     if tracker.held_by is not None:
@@ -70,7 +74,8 @@ def run_pipeline(
         tracker.problem = tracker.problem or "the run could not be recorded"
         logger.error("run tracking is unavailable (%s); %s runs untracked", tracker.problem, name)
 
-    run = PipelineRun(pipeline, tracker, dry_run=dry_run, mode=mode, triggered_by_id=triggered_by_id)
+    run = PipelineRun(pipeline, tracker, dry_run=dry_run, mode=mode, triggered_by_id=triggered_by_id,
+                      allow_removals=allow_removals)
     if on_start is not None:
         on_start(tracker)
     status: str | None = None

@@ -172,7 +172,8 @@ def runs_queryset() -> QuerySet[Run]:
 
 
 def run_detail(pk: int) -> Run:
-    return Run.objects.select_related("triggered_by", "cancel_requested_by", "parent").get(pk=pk)
+    return Run.objects.select_related("triggered_by", "cancel_requested_by", "parent",
+                                      "removals_approved_by").get(pk=pk)
 
 
 def run_steps(run: Run) -> list[RunStep]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from runs.models import Mode, Run, RunError, RunStatus
+from runs.models import HELD_REMOVALS_KEY, Mode, Run, RunError, RunStatus, RunStep
 from runs.pipeline import get_pipeline
 
 
@@ -65,7 +65,8 @@ def check_only(only) -> list[str] | None:
     return cleaned
 
 
-def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard", only: list[str] | None = None) -> TriggerResult:
+def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard", only: list[str] | None = None,
+                allow_removals: bool = False) -> TriggerResult:
     """Queue pipeline `pipeline` on the django-q2 cluster, unless it is already running.
 
     The task is enqueued with `transaction.on_commit`, so it never starts
@@ -77,6 +78,8 @@ def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard", only: list
     name that is not registered.
 
     `only`: identifiers to sync alone (see check_only; ValueError when invalid).
+    `allow_removals` queues a run that applies
+    removals the pipeline would otherwise hold (see approve_removals).
     """
     from django_q.tasks import async_task
 
@@ -92,19 +95,71 @@ def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard", only: list
         return TriggerResult(False, f"{pipeline} is already queued and will start shortly.")
     holder: dict[str, str] = {}
     triggered_by_id = user.pk if user is not None and getattr(user, "pk", None) else None
+    # Only an approved run carries the flag, so other payloads stay as they were.
+    extra = {"allow_removals": True} if allow_removals else {}
 
     scope = {"only": only} if only else {}
 
     def enqueue() -> None:
         holder["task_id"] = async_task(
             "runs.tasks.run_pipeline_task", pipeline, mode=mode, triggered_by_id=triggered_by_id,
-            q_options={"group": f"pipeline:{pipeline}"}, **scope,
+            q_options={"group": f"pipeline:{pipeline}"}, **scope, **extra,
         )
 
     transaction.on_commit(enqueue)
     what = f"{pipeline} for {', '.join(only)}" if only else pipeline
     return TriggerResult(True, f"{what} queued; it starts as soon as a worker is free.",
                          task_id=holder.get("task_id"))
+
+
+def held_removals(run: Run) -> dict[str, int]:
+    """What the run's steps held back (kind -> count), in one query; {} when nothing."""
+    held: dict[str, int] = {}
+    for detail in RunStep.objects.filter(run_id=run.pk).values_list("detail", flat=True):
+        held.update((detail or {}).get(HELD_REMOVALS_KEY) or {})
+    return held
+
+
+def can_approve_removals(run: Run, *, held: dict | None = None) -> bool:
+    """Whether the run page offers "Approve removals and run again" for this run.
+
+    Only for a finished, not-yet-approved, real (not dry) run that held
+    removals and is its pipeline's latest run: approving an older run would
+    apply removals worked out from whatever export is there now, which nobody
+    looked at.
+    """
+    if run.is_running or run.removals_approved_at is not None or run.dry_run:
+        return False
+    if not (held if held is not None else held_removals(run)):
+        return False
+    newer = Run.objects.filter(pipeline=run.pipeline, started_at__gt=run.started_at).exists()
+    return not newer
+
+
+def approve_removals(run: Run, *, user) -> TriggerResult:
+    """Approve the removals `run` held and queue its pipeline once with removals allowed.
+
+    The approval is claimed on the run with a conditional UPDATE in the same
+    transaction as the queueing: a second click (or a second person) gets
+    "already approved", and when the pipeline cannot be queued (it is running
+    or queued) the approval is rolled back so it can be given again later.
+    """
+    if not can_approve_removals(run):
+        if run.removals_approved_at is not None:
+            who = run.removals_approved_by.get_username() if run.removals_approved_by else "someone"
+            return TriggerResult(False, f"The removals of {run} were already approved by {who}.")
+        return TriggerResult(False, f"{run} has no held removals to approve (or a newer run of "
+                                    f"{run.pipeline} exists: approve that one).")
+    with transaction.atomic():
+        if not run.claim_removals_approval(user=user):
+            return TriggerResult(False, f"The removals of {run} were already approved.")
+        result = trigger_run(run.pipeline, user=user, mode=str(Mode.DASHBOARD), allow_removals=True)
+        if not result.queued:
+            transaction.set_rollback(True)
+            run.removals_approved_at = run.removals_approved_by = None
+            return result
+    return TriggerResult(True, f"Removals approved: {run.pipeline} queued with removals allowed; it starts as "
+                               "soon as a worker is free.", task_id=result.task_id)
 
 
 def _waiting_in_queue(pipeline: str) -> bool:

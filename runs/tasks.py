@@ -39,7 +39,7 @@ def current_task_id() -> str:
 
 
 def _pipeline_task(name: str, mode: str = Mode.SCHEDULED, triggered_by_id: int | None = None, *,
-                   only: list[str] | None = None) -> None:
+                   only: list[str] | None = None, allow_removals: bool = False) -> None:
     """The signature run_pipeline_task accepts (checked before running)."""
 
 
@@ -47,7 +47,7 @@ _SIGNATURE = inspect.signature(_pipeline_task)
 
 
 def run_pipeline_task(*args: Any, **kwargs: Any) -> int | None:
-    """run_pipeline_task(name, mode="scheduled", triggered_by_id=None, *, only=None) -> run id
+    """run_pipeline_task(name, mode="scheduled", triggered_by_id=None, *, only=None, allow_removals=False) -> run id
 
     Runs pipeline `name` through the runner with the django-q2 task id
     recorded on the run. Arguments are checked here rather than by Python's
@@ -69,10 +69,11 @@ def run_pipeline_task(*args: Any, **kwargs: Any) -> int | None:
         message = f"Bad task arguments {_describe(args, kwargs)}: only must be a list of identifiers."
         _fail(name, mode, message, task_id)
         raise ValueError(message)
+    allow_removals = bound.arguments["allow_removals"]
     if not isinstance(name, str) or mode not in Mode.values or not (
-            triggered_by_id is None or isinstance(triggered_by_id, int)):
+            triggered_by_id is None or isinstance(triggered_by_id, int)) or not isinstance(allow_removals, bool):
         message = f"Bad task arguments {_describe(args, kwargs)}: expected a pipeline name, a mode " \
-                  f"({', '.join(Mode.values)}) and a user id or None."
+                  f"({', '.join(Mode.values)}), a user id or None and allow_removals True or False."
         _fail(name, mode, message, task_id)
         raise ValueError(message)
     if triggered_by_id is not None and not _user_exists(triggered_by_id):
@@ -80,7 +81,8 @@ def run_pipeline_task(*args: Any, **kwargs: Any) -> int | None:
         logger.warning("user #%s who queued %s no longer exists", triggered_by_id, name)
         triggered_by_id = None
     try:
-        run = run_pipeline(name, mode=mode, triggered_by_id=triggered_by_id, task_id=task_id, only=only)
+        run = run_pipeline(name, mode=mode, triggered_by_id=triggered_by_id, task_id=task_id, only=only,
+                           allow_removals=allow_removals)
     except UnknownPipeline as exc:
         _fail(name, mode, str(exc), task_id, triggered_by_id)
         raise

@@ -167,6 +167,11 @@ class StepState:
     def counts(self) -> tuple:
         return (self.read, self.created, self.updated, self.skipped, self.failed, self.total, self.status)
 
+    @property
+    def held_removals(self) -> dict:
+        """Like RunStep.held_removals: kind -> count of the removals this step held back."""
+        return self.detail.get("held_removals") or {}
+
 
 class _Stop:
     """Queue sentinel: write the final run row, then stop."""
@@ -214,8 +219,10 @@ class RunTracker:
         identifier_keys: Sequence[str] | None = None,
         flush_interval: float | None = None,
         only: Sequence[str] | None = None,
+        allow_removals: bool = False,
     ) -> None:
         self.pipeline = pipeline
+        self.allow_removals = allow_removals
         self.mode = mode
         self.parent_id = parent_id
         self.triggered_by_id = triggered_by_id
@@ -297,6 +304,7 @@ class RunTracker:
             parent_id=self.parent_id,
             triggered_by_id=self.triggered_by_id,
             dry_run=self.dry_run,
+            allow_removals=self.allow_removals,
             task_id=self.task_id,
             only=self.only or [],
             host=socket.gethostname()[:255],
@@ -440,9 +448,9 @@ class RunTracker:
         state.status = status
 
     @_safe(default=None)
-    def skip_step(self, name: str, reason: str) -> int | None:
-        """Record a step that did not run, with the reason."""
-        sid = self.start_step(name)
+    def skip_step(self, name: str, reason: str, *, critical: bool = True) -> int | None:
+        """Record a step that did not run, with the reason (and the criticality it has when it runs)."""
+        sid = self.start_step(name, critical=critical)
         if sid is not None:
             self._finish_state(self.steps[sid], StepStatus.SKIPPED, reason)
         return sid

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("runs/<int:pk>/", views.run_detail, name="detail"),
     path("runs/<int:pk>/cancel/", actions.cancel, name="cancel"),
+    path("runs/<int:pk>/approve-removals/", actions.approve_removals, name="approve-removals"),
     path("pipelines/<str:name>/run/", actions.run_now, name="run-now"),
     path("runs/", views.RunListView.as_view(), name="list"),
     path("runs/export.csv", views.run_export, name="export"),

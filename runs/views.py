@@ -21,6 +21,7 @@ from runs import selectors
 from runs.filters import ErrorFilter, ProblemFilter, RunFilter
 from runs.models import RecordProblem, Run, RunError, RunStatus
 from runs.pipeline import UnknownPipeline, card_notes, get_pipeline
+from runs.services import can_approve_removals
 from runs.tables import ErrorTable, PipelineRunTable, ProblemTable, RunTable
 
 PER_PAGE = 25
@@ -35,6 +36,17 @@ def _actions(request, run: Run | None = None, pipeline: str | None = None) -> di
     if run is not None and run.status == RunStatus.RUNNING and request.user.has_perm("runs.cancel_run"):
         actions["cancel_url"] = selectors.action_url("runs:cancel", run.pk)
     return actions
+
+
+def _held_removals(request, run: Run, steps: list) -> dict:
+    """What the run held back, and the approve button's target for users allowed to use it."""
+    held = {}
+    for step in steps:
+        held.update(step.held_removals)
+    context = {"held_removals": held}
+    if held and request.user.has_perm("runs.trigger_run") and can_approve_removals(run, held=held):
+        context["approve_removals_url"] = selectors.action_url("runs:approve-removals", run.pk)
+    return context
 
 
 @staff_member_required
@@ -169,6 +181,7 @@ def run_detail(request, pk: int):
         "has_previous": page > 1,
         "nav": "runs",
         **_actions(request, run=run, pipeline=run.pipeline),
+        **_held_removals(request, run, steps),
     }
     return render(request, "runs/run_detail.html", context)
 

@@ -56,6 +56,20 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
 
 
+def env_percent(name: str, default: float) -> float:
+    """A percentage from 0 to 100 (decimals allowed: `2.5`)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return float(default)
+    try:
+        value = float(raw.strip().rstrip("%"))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a percentage from 0 to 100, not {raw!r}") from None
+    if not 0 <= value <= 100:
+        raise ImproperlyConfigured(f"{name} must be a percentage from 0 to 100, not {raw!r}")
+    return value
+
+
 # --- core ----------------------------------------------------------------------
 
 DEBUG = env_bool("DEBUG", True)
@@ -257,6 +271,14 @@ FREESCOUT_API_KEY = env_str("FREESCOUT_API_KEY")
 FREESCOUT_BASE_URL = env_str("FREESCOUT_BASE_URL").rstrip("/")
 HTTP_TIMEOUT_S = float(env_str("HTTP_TIMEOUT", "20"))
 HTTP_MAX_RETRIES = env_int("HTTP_MAX_RETRIES", 4, minimum=0)
+
+# --- safe sync: removals that look like a mistake are held (docs/safe-sync.md)
+
+# A run holds back every removal of one kind (members marked former, team or
+# function memberships ended, Laposta deletions) when it would remove more than
+# this percentage of the active rows of that kind AND more than SYNC_MAX_REMOVALS_MIN rows.
+SYNC_MAX_REMOVALS_PERCENT = env_percent("SYNC_MAX_REMOVALS_PERCENT", 10)
+SYNC_MAX_REMOVALS_MIN = env_int("SYNC_MAX_REMOVALS_MIN", 5, minimum=0)
 
 # Values that must never reach the database, logs or error messages.
 SECRET_SETTINGS = ("SECRET_KEY", "LAPOSTA_API_KEY", "FREESCOUT_API_KEY", "ALERT_WEBHOOK_URL")

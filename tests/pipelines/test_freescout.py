@@ -300,7 +300,14 @@ def test_when_freescout_stays_down_the_step_stops(fake, pipeline, sleeps):
     step = sync_step(run)
     assert step.status == "failed"
     assert "keeps failing" in step.reason
-    assert step.failed == 9  # the tenth failure in a row stops the step
+    # The tenth failure in a row stops the step; every member read is accounted for:
+    # ten tried (one error each), then one error for the two never tried.
+    assert step.reason.startswith("2 more members not sent: FreeScout keeps failing")
+    assert (step.read, step.failed, step.created + step.updated + step.skipped) == (12, 12, 0)
+    errors = list(RunError.objects.filter(run=run).order_by("id"))
+    assert len(errors) == 11
+    assert [e.identifier for e in errors[:10]] == [f"ZZZ{i:04d}" for i in range(10)]
+    assert errors[10].message == step.reason
 
 
 def test_a_401_fails_the_step_with_a_credentials_message_without_the_key(fake, pipeline, settings):

@@ -195,15 +195,40 @@ def test_a_timeout_then_an_answer_succeeds(slow_server, sleeps):
     assert sleeps == [1.0]
 
 
-def test_a_refused_connection_is_retried_and_then_reported(sleeps):
+def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    client = ApiClient(f"http://127.0.0.1:{port}", sleep=sleeps, max_retries=1, timeout=1)
-    with pytest.raises(ApiError) as info:
+        return sock.getsockname()[1]
+
+
+def test_a_refused_connection_is_not_retried_and_the_third_in_a_row_is_fatal(sleeps):
+    port = _closed_port()
+    client = ApiClient(f"http://127.0.0.1:{port}", sleep=sleeps, max_retries=4, timeout=1)
+    client.service, client.base_url_setting = "Laposta", "LAPOSTA_BASE_URL"
+    for _ in range(2):
+        with pytest.raises(ApiError) as info:
+            client.request("GET", "x")
+        assert not info.value.fatal
+        assert str(info.value) == ("Laposta is unreachable: the connection to 127.0.0.1 was refused. "
+                                   "Check LAPOSTA_BASE_URL and that Laposta is up.")
+    with pytest.raises(ServiceDownError) as info:
         client.request("GET", "x")
-    assert "could not connect" in str(info.value)
-    assert sleeps == [1.0]
+    assert info.value.fatal
+    assert str(info.value).startswith("Laposta is unreachable: the connection to 127.0.0.1 was refused "
+                                      "(3 times in a row); stopped.")
+    assert sleeps == []  # no backoff: a refused connection does not come back by waiting
+
+
+def test_an_answer_resets_the_connection_failures_in_a_row(httpserver, sleeps):
+    httpserver.expect_request("/ok").respond_with_json({"ok": True})
+    down = ApiClient(f"http://127.0.0.1:{_closed_port()}", sleep=sleeps, timeout=1)
+    for _ in range(2):
+        with pytest.raises(ApiError):
+            down.request("GET", "x")
+    # Same client, the service back: the count starts again.
+    down._client.base_url = httpserver.url_for("/")
+    assert down.request("GET", "ok").json() == {"ok": True}
+    assert down.connect_failures_in_a_row == 0
 
 
 def test_an_unusable_base_url_is_fatal_at_once(sleeps):

@@ -4,12 +4,14 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pipelines.readers import (
+    _UTF8_MULTIBYTE,
     MEMBERS,
     BadValue,
+    EmptyExport,
     ExportError,
     MissingColumns,
     classify,
@@ -18,6 +20,7 @@ from pipelines.readers import (
     open_table,
     parse_amount,
     parse_date,
+    parse_knvb_id,
     read_discipline,
     read_functions,
     read_members,
@@ -60,7 +63,7 @@ def test_it_takes_the_separator_from_the_header_row(line, sep):
 def test_it_reads_crlf_bom_quoted_fields_and_empty_fields():
     text = ('\ufeff"Naam";"Roepnaam";"Tussenvoegsel(s)";"Achternaam";"Rel. code";"Geslacht";"Geb.dat.";'
             '"E-mailadres"\r\n'
-            '"Vries, J. (Jan) de";"Jan";"de";"Vries";"ABC12D3";"Man";"2010-05-01";;\r\n')
+            '"Vries, J. (Jan) de";"Jan";"de";"Vries";"ABC12D3";"Man";"2010-05-01";\r\n')  # empty last cell
     result = members(text)
     assert not result.errors
     [m] = result.records
@@ -176,11 +179,135 @@ def test_bad_rows_become_errors_with_row_number_and_best_identifier_and_the_rest
     assert {"BBB22B2", "CCC33C3"} <= result.bad_keys
 
 
-def test_short_rows_extra_cells_and_blank_lines_are_tolerated():
-    text = "Rel. code;Achternaam;E-mailadres\r\n\r\nAAA11A1;Bos\r\n;;\r\nBBB22B2;Kok;k@example.org;extra;cells\r\n"
+def test_rows_with_too_few_or_too_many_cells_are_errors_and_their_members_are_kept():
+    text = ("Rel. code;Achternaam;E-mailadres\r\n\r\nAAA11A1;Bos\r\n;;\r\nBBB22B2;Kok;k@example.org;extra;cells\r\n"
+            "CCC33C3;Kok;c@example.org;;\r\nddd44d4;Maas;d@example.org\r\n")
     result = members(text)
-    assert [m.knvb_id for m in result.records] == ["AAA11A1", "BBB22B2"]
-    assert not result.errors
+    # Blank lines and lines of only separators are skipped; even empty extra cells are damage
+    # (an extra separator in the middle shifts every value after it).
+    assert [m.knvb_id for m in result.records] == ["DDD44D4"]
+    assert [(e.row, e.identifier) for e in result.errors] == [(3, "AAA11A1"), (5, "BBB22B2"), (6, "CCC33C3")]
+    messages = [e.as_error()["message"] for e in result.errors]
+    assert messages[0] == ("Leden.csv row 3 has 2 of 3 columns; a separator may be missing or extra, or a value "
+                           "may hold an unquoted separator")
+    assert messages[1].startswith("Leden.csv row 5 has 5 of 3 columns;")
+    # What could be a relatiecode on a damaged row is kept (never retired): the columns may have shifted.
+    assert {"AAA11A1", "BBB22B2", "CCC33C3"} <= result.bad_keys and "DDD44D4" not in result.bad_keys
+
+
+def test_a_file_cut_off_in_its_last_row_is_an_error_for_that_row():
+    whole = MEMBER_HEADER + "\nVries, J. (Jan);Jan;;Vries;AAA11A1;Man;2010-01-01;jan@example.org;Bondslid\n"
+    last = "Bos, T. (Tim);Tim;;Bos;qx-4821;Man;2011-03-04;tim@example.org;Bondslid\n"
+    # Cut mid-row (fewer cells), inside the last cell (same count, no line break), inside a quoted value.
+    for cut, problem in ((last[:40], "has 7 of 9 columns; the file may be cut off"),
+                         (last[:-4], "does not end with a line break; the file may be cut off"),
+                         (last.replace("Bos, T. (Tim)", '"Bos, T. (Tim)')[:30], "the file may be cut off")):
+        result = members(whole + cut)
+        assert [m.knvb_id for m in result.records] == ["AAA11A1"]
+        [error] = result.errors
+        assert error.row == 3 and problem in error.message
+        assert "QX-4821" not in error.identifier  # identifiers as in the file, not upper-cased
+        assert "AAA11A1" not in result.bad_keys
+    result = members(whole + last)
+    assert [m.knvb_id for m in result.records] == ["AAA11A1", "QX-4821"] and not result.errors
+
+
+def test_a_quote_that_is_never_closed_damages_the_rows_it_swallows():
+    text = (MEMBER_HEADER + "\n"
+            'Vries, J. (Jan);Jan;;"Vries;AAA11A1;Man;2010-01-01;jan@example.org;Bondslid\n'
+            "Bos, T. (Tim);Tim;;Bos;BBB22B2;Man;2011-03-04;tim@example.org;Bondslid\n")
+    result = members(text)
+    assert result.records == []
+    [error] = result.errors
+    assert error.row == 2 and "runs over 2 lines" in error.message or "columns" in error.message
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", "Leden.csv is empty (0 bytes)"),
+    (bytes(range(256)) * 4, "Leden.csv is not a CSV export (binary data)"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "Leden.csv is not a CSV export (binary data)"),
+    (b"just some text\nwithout separators\n", "Leden.csv is not a CSV export"),
+    (b"Foo;Bar\n1;2\n", "Leden.csv: not a recognised export (headings: Foo, Bar)"),
+])
+def test_empty_binary_and_unrecognised_files_each_get_their_own_message(data, message):
+    with pytest.raises(ExportError) as caught:
+        open_table("Leden.csv", data)
+    assert str(caught.value).startswith(message)
+
+
+def test_a_header_without_member_rows_is_never_everyone_left():
+    for text in (MEMBER_HEADER + "\n", MEMBER_HEADER + "\r\n\r\n;;;\r\n", MEMBER_HEADER):
+        with pytest.raises(EmptyExport) as caught:
+            members(text, name="Leden 0 personen gevonden.csv")
+        assert str(caught.value).startswith(
+            "Leden 0 personen gevonden.csv: the export has a header row but no member rows")
+    with pytest.raises(EmptyExport, match="no team rows"):
+        read_teams(open_table("t.csv", b"Team;Teamrol;Rel. code\n"))
+
+
+@pytest.mark.parametrize("code", ["QX-4821", "qx-4821", "A", "12345678901234567890", "AB-CD-12", " ZZ1 "])
+def test_relatiecodes_are_letters_digits_and_hyphens_of_1_to_20(code):
+    assert parse_knvb_id(code) == code.strip().upper()
+
+
+@pytest.mark.parametrize("code", ["-", "---", "123456789012345678901", "AB 12", "AB_12", "AB.12", "ÄB12"])
+def test_other_relatiecodes_are_refused_with_the_rule(code):
+    with pytest.raises(BadValue, match="letters, digits and hyphens, 1 to 20 characters"):
+        parse_knvb_id(code)
+
+
+def test_a_value_too_long_for_its_registry_field_is_a_row_error_naming_column_limit_and_length():
+    text = (MEMBER_HEADER + ";Woonplaats\n"
+            f"Vries, J. (Jan);Jan;;{'V' * 100_000};AAA11A1;Man;2010-01-01;jan@example.org;Bondslid;Delft\n"
+            f"Bos, T. (Tim);Tim;;Bos;BBB22B2;Man;2010-01-01;tim@example.org;Bondslid;{'D' * 101}\n"
+            f"Kok, K. (Kees);Kees;;Kok;CCC33C3;Man;2010-01-01;kees@example.org;Bondslid;{'D' * 100}\n")
+    result = members(text)
+    assert [m.knvb_id for m in result.records] == ["CCC33C3"]
+    first, second = (e.as_error()["message"] for e in result.errors)
+    assert first == ("Leden.csv row 2: 'Achternaam' is 100,000 characters long; the registry keeps at most 150. "
+                     "Shorten it in the export's source")
+    assert "'Woonplaats' is 101 characters long; the registry keeps at most 100" in second
+    assert result.bad_keys == {"AAA11A1", "BBB22B2"}
+
+
+def test_amounts_that_do_not_fit_and_long_nikki_and_team_values_are_row_errors():
+    cases = read_discipline(open_table("d.csv", (
+        "Dossiernummer;Rel. code;Boete;Sanctie\n"
+        "T-1;AAA11A1;€ 12.345.678,00;\n"
+        "T-2;AAA11A1;€ 12,345;\n"
+        f"T-3;AAA11A1;€ 5,00;{'x' * 301}\n"
+        "T-4;AAA11A1;€ 5,00;Boete\n").encode()))
+    assert [c.dossier_id for c in cases.records] == ["T-4"]
+    assert ["too large" in e.message for e in cases.errors] == [True, False, False]
+    assert "more than 2 decimals" in cases.errors[1].message
+    assert "'Sanctie' is 301 characters long; the registry keeps at most 300" in cases.errors[2].message
+    teams = read_teams(open_table("t.csv", f"Team;Teamrol;Rel. code\nJO11-1;{'r' * 61};AAA11A1\n".encode()))
+    assert teams.records == [] and "'Teamrol' is 61 characters long" in teams.errors[0].message
+
+
+def test_nikki_lines_whose_sum_does_not_fit_are_an_error_for_that_member_and_year():
+    line = "2025;Jan;AAA11A1;{id};€ 60.000.000,00;€ 0,00;Open\n"
+    text = "Jaar;Naam;Lidnr.;Nikki ID;Bedrag;Saldo;Status\n" + line.format(id="N1") + line.format(id="N2") + \
+        "2025;Kees;BBB22B2;N3;€ 10,00;€ 0,00;Open\n"
+    result = read_nikki(open_table("nikki.csv", text.encode()))
+    assert [c.knvb_id for c in result.records] == ["BBB22B2"]
+    [error] = result.errors
+    assert (error.row, error.identifier) == (2, "AAA11A1")
+    assert "'Bedrag' 120000000.00 is too large" in error.message and "summed" in error.message
+
+
+def test_a_utf8_file_with_a_few_damaged_bytes_stays_utf8_and_only_those_rows_are_errors():
+    text = (MEMBER_HEADER + "\n"
+            "Daniël, D. (Zoë);Zoë;;Daniël;AAA11A1;Vrouw;2010-01-01;zoe@example.org;Bondslid\n"
+            "Renée, R. (Renée);Renée;;Renée;BBB22B2;Vrouw;2010-01-01;renee@example.org;Bondslid\n"
+            "Jansen, J. (Jan);Jan;;Jansen;CCC33C3;Man;2010-01-01;jan@example.org;Bondslid\n")
+    data = text.encode().replace(b"Jansen;CCC", b"Jan\xffsen;CCC")
+    result = read_members(open_table("Leden.csv", data))
+    assert [(m.knvb_id, m.last_name) for m in result.records] == [("AAA11A1", "Daniël"), ("BBB22B2", "Renée")]
+    [error] = result.errors
+    assert error.identifier == "CCC33C3" and "bytes that are not valid text" in error.message
+    with pytest.raises(ExportError, match="heading row contains bytes that are not valid text"):
+        open_table("Leden.csv", data.replace(b"Achternaam", b"Achter\xffnaam"))
 
 
 def test_parents_are_keyed_by_email_and_shared_by_siblings():
@@ -261,7 +388,7 @@ emails = st.from_regex(r"[a-z]{1,8}(\.[a-z]{1,5})?@example\.(org|com)", fullmatc
 @st.composite
 def exports(draw):
     rows = draw(st.lists(st.tuples(codes, names, names, emails, st.dates(date(1940, 1, 1), date(2020, 12, 31))),
-                         max_size=15, unique_by=lambda r: r[0]))
+                         min_size=1, max_size=15, unique_by=lambda r: r[0]))
     sep = draw(st.sampled_from([";", ",", "\t"]))
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]))
@@ -286,6 +413,10 @@ def test_any_encoding_separator_line_ending_and_column_order_reads_the_same(expo
                   "Geb.dat.": born.isoformat(), "Extra": "x;y,z"}
         lines.append(sep.join(_cell(values[h], sep, quote_all) for h in headings))
     data = (newline.join(lines) + newline).encode(encoding)
+    if encoding == "cp1252":
+        # Windows-1252 bytes that happen to be valid UTF-8 characters (`Ã©` is `é`,
+        # `à\xa0¡` is `ࠡ`) are ambiguous by nature: they are read as UTF-8.
+        assume(not _UTF8_MULTIBYTE.search(data))
     result = read_members(open_table("export.csv", data))
     assert not result.errors
     got = [(m.knvb_id, m.first_name, m.last_name, m.email, m.birth_date) for m in result.records]
@@ -304,10 +435,137 @@ def test_arbitrary_bytes_never_crash_the_reader(data):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.lists(st.text(max_size=12), max_size=8), max_size=10))
+@given(st.lists(st.lists(st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs")), max_size=12), max_size=8),
+                max_size=10))
 def test_odd_rows_become_records_or_row_errors(rows):
     header = "Rel. code;Achternaam;Geb.dat.;E-mailadres"
     body = "\n".join(";".join('"' + c.replace('"', '""') + '"' for c in row) for row in rows)
-    result = read_members(open_table("odd.csv", (header + "\n" + body + "\n").encode()))
+    try:
+        result = read_members(open_table("odd.csv", (header + "\n" + body + "\n").encode()))
+    except EmptyExport:
+        assert not any("".join(row).strip() for row in rows)
+        return
     assert len(result.records) + len(result.errors) == result.rows
     assert all(e.row >= 2 for e in result.errors)
+
+
+# --- hypothesis: damage never changes a stored value or retires a damaged row's member -------
+#
+# Start from a valid Sportlink-style export (`;`, every non-empty value quoted, CRLF,
+# UTF-8 with Dutch names) and damage it: cut it off anywhere, lose or add a separator
+# between cells, put bytes that are not UTF-8 into a row, or make one value longer than
+# its registry field. Whatever the reader then keeps must be exactly what the undamaged
+# export says for that relatiecode, and the member of a damaged row is never "gone"
+# (it is a record or in bad_keys) as long as the damaged row still holds its relatiecode.
+
+DAMAGE_HEADINGS = ["Naam", "Roepnaam", "Tussenvoegsel(s)", "Achternaam", "Rel. code", "Geslacht", "Geb.dat.",
+                   "E-mailadres", "Telefoon ouder 2", "Lokale teams", "Woonplaats"]
+# Every name holds a Dutch letter or two, as a real club's export does (a UTF-8 file
+# is told from Windows-1252 by its valid multi-byte characters).
+dutch_names = st.tuples(st.sampled_from(["Daniël", "Zoë", "Renée", "Inès", "Ruud", "Noë"]),
+                        st.text(alphabet="abcdeëéfghijklmnoöpqrstuvwxyz -'", max_size=10)).map(
+    lambda parts: (parts[0] + parts[1]).strip())
+damage_codes = st.from_regex(r"[A-Z]{2}(-?[0-9]{2,4})[A-Z]?[0-9]", fullmatch=True)
+
+
+@st.composite
+def sportlink_rows(draw):
+    rows = draw(st.lists(st.tuples(damage_codes, dutch_names, dutch_names, st.sampled_from(["", "van", "de"]),
+                                   st.sampled_from(["Man", "Vrouw", ""]),
+                                   st.dates(date(1940, 1, 1), date(2020, 12, 31)),
+                                   st.sampled_from(["", "JO11-1", "JO11-1, MO13-2"]),
+                                   st.sampled_from(["Hoogland", "Amersfoort", "Leusden", "Zoëterwoude", ""]),
+                                   st.sampled_from(["", "06-12345678"])),
+                         min_size=2, max_size=12, unique_by=lambda r: r[0].upper()))
+    return [{"Naam": f"{last}, {first[0].upper()}. ({first})", "Roepnaam": first, "Tussenvoegsel(s)": infix,
+             "Achternaam": last, "Rel. code": code, "Geslacht": gender, "Geb.dat.": born.isoformat(),
+             "E-mailadres": f"{code.lower()}@example.org", "Lokale teams": teams, "Woonplaats": city,
+             "Telefoon ouder 2": phone}
+            for code, first, last, infix, gender, born, teams, city, phone in rows]
+
+
+def sportlink_bytes(rows, bom):
+    def line(values):
+        return ";".join(f'"{v}"' if v else "" for v in values)
+
+    text = "\r\n".join([line(DAMAGE_HEADINGS), *(line(row[h] for h in DAMAGE_HEADINGS) for row in rows)]) + "\r\n"
+    return ("\ufeff" if bom else "") + text
+
+
+def stored(record):
+    return (record.first_name, record.infix, record.last_name, record.initials, record.email, record.gender,
+            record.birth_date, record.teams, record.city)
+
+
+def row_spans(data):
+    """(start, end) byte offsets of each data row's line (without its CRLF)."""
+    spans, start = [], data.index(b"\r\n") + 2
+    while start < len(data):
+        end = data.index(b"\r\n", start)
+        spans.append((start, end))
+        start = end + 2
+    return spans
+
+
+def separator_positions(line):
+    """Offsets of the `;` between cells (outside quotes) in one line."""
+    out, quoted = [], False
+    for i, byte in enumerate(line):
+        if byte == ord('"'):
+            quoted = not quoted
+        elif byte == ord(";") and not quoted:
+            out.append(i)
+    return out
+
+
+@st.composite
+def damaged_exports(draw):
+    rows = draw(sportlink_rows())
+    data = sportlink_bytes(rows, draw(st.booleans())).encode("utf-8")
+    spans = row_spans(data)
+    victim = draw(st.integers(0, len(rows) - 1))
+    start, end = spans[victim]
+    kind = draw(st.sampled_from(["truncate", "lose separator", "extra separator", "bad bytes", "oversized"]))
+    if kind == "truncate":
+        cut = draw(st.integers(start + 1, end + 1))  # inside the row, up to just before its line feed
+        damaged, kept = data[:cut], data[start:cut]
+    elif kind in ("lose separator", "extra separator"):
+        line = data[start:end]
+        at = start + draw(st.sampled_from(separator_positions(line)))
+        damaged = data[:at] + data[at + 1:] if kind == "lose separator" else data[:at] + b";" + data[at:]
+        kept = data[start:end]
+    elif kind == "bad bytes":
+        at = draw(st.integers(start, end))
+        junk = draw(st.sampled_from([b"\xff", b"\xc3", b"\x80\x80", b"\xe2\x82", b"\xfe\xfe"]))
+        damaged, kept = data[:at] + junk + data[at:], data[start:at]
+    else:
+        heading = draw(st.sampled_from([h for h in DAMAGE_HEADINGS if h not in ("Rel. code", "Geb.dat.", "Geslacht")]))
+        rows = [dict(row) for row in rows]
+        rows[victim][heading] = "x" * draw(st.integers(501, 3000))
+        damaged = sportlink_bytes(rows, False).encode("utf-8")
+        kept = data[start:end]
+    code = rows[victim]["Rel. code"]
+    # The damaged row still names its member when the whole relatiecode cell survived.
+    names_member = f'"{code}"'.encode() in kept or kind in ("lose separator", "extra separator", "oversized")
+    return data, damaged, code.upper(), names_member, kind
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(damaged_exports())
+def test_damage_never_stores_a_different_value_or_retires_a_damaged_rows_member(export):
+    data, damaged, code, names_member, kind = export
+    whole = {m.knvb_id: stored(m) for m in read_members(open_table("Leden.csv", data)).records}
+    assert len(whole) == data.count(b"\r\n") - 1
+    try:
+        result = read_members(open_table("Leden.csv", damaged))
+    except ExportError:
+        return  # the file as a whole is refused: nothing is written, nobody retired
+    for record in result.records:
+        assert record.knvb_id in whole, f"{kind}: a key that is not in the export: {record.knvb_id}"
+        assert stored(record) == whole[record.knvb_id], kind
+    kept = {m.knvb_id for m in result.records} | result.bad_keys
+    if names_member:
+        assert code in kept, f"{kind}: the member of the damaged row would be retired"
+    if kind != "truncate":
+        # Damage to one row never loses the others.
+        assert set(whole) - {code} <= kept, kind

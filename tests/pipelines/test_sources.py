@@ -33,7 +33,7 @@ def test_no_export_of_a_kind_lists_what_was_found(tmp_path):
         ExportSource(str(tmp_path)).table("discipline")
     message = str(caught.value)
     assert "No discipline export found" in message and "'Dossiernummer'" in message
-    assert "random.csv (not recognised)" in message
+    assert "random.csv: not a recognised export (headings: Foo, Bar)" in message
 
 
 def test_photos_are_found_by_relatiecode(tmp_path):

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.models import Run, RunStatus, RunStep
+from runs.models import Run, RunStatus, RunStep, StepStatus
 from runs.pipeline import UnknownPipeline, all_pipelines, get_pipeline
 from runs.runner import run_pipeline
 from runs.selectors import latest_runs
@@ -56,6 +56,9 @@ class Command(BaseCommand):
         parser.add_argument("--only", metavar="ID[,ID...]",
                             help="sync only these records (relatiecodes, emails, team or commissie names, "
                                  "dossier ids); nothing else is retired, ended or deleted")
+        parser.add_argument("--allow-removals", action="store_true",
+                            help="apply removals a pipeline would hold back as a likely mistake "
+                                 "(members marked former, memberships ended, list deletions)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from rich.console import Console
@@ -90,7 +93,8 @@ class Command(BaseCommand):
         live = console.is_terminal and not options["scheduled"]
         worst = EXIT_SUCCESS
         for name in names:
-            run = self._run_one(console, name, mode=mode, dry_run=options["dry_run"], live=live, only=only)
+            run = self._run_one(console, name, mode=mode, dry_run=options["dry_run"], live=live, only=only,
+                                allow_removals=options["allow_removals"])
             self._summary(console, run)
             code = _EXIT_FOR_STATUS.get(run.status, EXIT_FAILED)
             if _SEVERITY.index(code) > _SEVERITY.index(worst):
@@ -99,9 +103,9 @@ class Command(BaseCommand):
             sys.exit(worst)
 
     def _run_one(self, console: Any, name: str, *, mode: str, dry_run: bool, live: bool,
-                 only: list[str] | None = None) -> Run:
+                 only: list[str] | None = None, allow_removals: bool = False) -> Run:
         if not live:
-            return run_pipeline(name, mode=mode, dry_run=dry_run, only=only)
+            return run_pipeline(name, mode=mode, dry_run=dry_run, only=only, allow_removals=allow_removals)
         from rich.live import Live
 
         holder: dict[str, Any] = {}
@@ -112,7 +116,8 @@ class Command(BaseCommand):
             holder["live"].start()
 
         try:
-            return run_pipeline(name, mode=mode, dry_run=dry_run, on_start=on_start, only=only)
+            return run_pipeline(name, mode=mode, dry_run=dry_run, on_start=on_start, only=only,
+                                allow_removals=allow_removals)
         finally:
             if "live" in holder:
                 holder["live"].stop()
@@ -165,6 +170,17 @@ class Command(BaseCommand):
         console.print(table)
         if run.message:
             console.print(run.message, markup=False)
+        # Every failed or held step says why (a non-critical failure leaves no run message),
+        # the child runs' steps included (`all`).
+        children = list(RunStep.objects.filter(run__parent_id=run.pk).select_related("run")
+                        .order_by("run_id", "position")) if run.pk else []
+        for s in steps + children:
+            if s.reason and (s.status == StepStatus.FAILED or s.held_removals) and s.reason != run.message:
+                label = "held removals" if s.held_removals and s.status != StepStatus.FAILED else s.status
+                # Untracked steps (StepState) have no run: they are this run's own.
+                child_run_id = getattr(s, "run_id", run.pk)
+                where = f"{s.run.pipeline}/" if child_run_id != run.pk else ""
+                console.print(f"{where}{s.name} {label}: {s.reason}", markup=False)
         if run.error_count:
             console.print(f"{run.error_count} error(s) recorded.", markup=False)
         if getattr(run, "tracking_problem", None):
