@@ -36,7 +36,7 @@ class RunsConfig(AppConfig):
         import_module("runs.admin_tokens")
         # Connects the django-q2 signal that tells a task its own id.
         import_module("runs.tasks")
-        # Sent once per app after `migrate` (and `flush`); `runs` comes after
-        # django_q in INSTALLED_APPS, so the Schedule table exists by then.
+        # Sent once per app after `migrate` (and `flush`) has applied every
+        # app's migrations, so django_q's Schedule table exists by then.
         post_migrate.connect(_sync_schedules_after_migrate, sender=self,
                              dispatch_uid="runs.sync_schedules_after_migrate")

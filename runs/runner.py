@@ -71,7 +71,7 @@ def run_pipeline(
     try:
         pipeline.func(run)
     except Cancelled:
-        status, message = RunStatus.CANCELLED, "Cancelled on request."
+        status, message = RunStatus.CANCELLED, tracker.cancel_reason or "Cancelled on request."
     except BaseException as exc:  # noqa: BLE001 - the run must finish whatever happened
         status = RunStatus.FAILED
         message = exception_message(exc)

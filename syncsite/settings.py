@@ -90,10 +90,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    # Before django_q: its `qcluster` command replaces django-q2's (clean stops).
+    "runs",
     "django_q",
     "django_tables2",
     "django_filters",
-    "runs",
     "pipelines",
 ]
 
@@ -271,6 +272,10 @@ Q_CLUSTER = {
     "poll": 0.2,
     "label": "Scheduler",
 }
+# On SIGTERM/SIGINT `qcluster` waits this long for running pipelines to stop
+# at their next item or step boundary, then kills what is left (production
+# hardening; keep systemd's TimeoutStopSec above it).
+Q_STOP_GRACE_S = env_int("Q_STOP_GRACE", 25, minimum=1)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:

@@ -171,3 +171,75 @@ def test_a_killed_cluster_leaves_a_run_the_reaper_abandons_after_restart(cluster
     finally:
         second.stop()
     assert "locked" not in log.read_text(errors="replace").lower()
+
+
+# --- clean stops (systemd sends SIGTERM to the main process or the whole group) ---
+
+
+def _group_gone(pgid):
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _wait_for_exit(cluster, timeout):
+    try:
+        return cluster.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"qcluster did not stop within {timeout}s:\n{cluster.output()[-3000:]}") from None
+
+
+def _started(cluster):
+    # The sentinel and two workers are up once a worker says it is ready.
+    wait_for(lambda: cluster.output().count("ready for work") >= 2, 30, "the workers to start")
+
+
+@pytest.mark.parametrize("target", ["main", "group"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_idle_cluster_stops_on_a_signal(cluster_env, tmp_path, target, signum):
+    cluster = Cluster({**cluster_env, "LOG_LEVEL": "INFO"}, tmp_path / "qcluster.log")
+    try:
+        _started(cluster)
+        started = time.monotonic()
+        if target == "group":
+            os.killpg(cluster.proc.pid, signum)
+        else:
+            cluster.proc.send_signal(signum)
+        assert _wait_for_exit(cluster, 30) == 0, cluster.output()[-3000:]
+        assert time.monotonic() - started < 30
+        wait_for(lambda: _group_gone(cluster.proc.pid), 10, "every cluster process to exit")
+    finally:
+        cluster.stop()
+    assert "Traceback" not in cluster.output()
+
+
+@pytest.mark.parametrize("target", ["main", "group"])
+def test_a_running_pipeline_ends_cancelled_when_the_cluster_stops(cluster_env, tmp_path, target):
+    env = {**cluster_env, "SLOW_SECONDS": "600"}
+    cluster = Cluster(env, tmp_path / "qcluster.log")
+    try:
+        task_id = async_task("runs.tasks.run_pipeline_task", "slow")
+        run = wait_for(lambda: Run.objects.running().filter(pipeline="slow", heartbeat_at__isnull=False).first(),
+                       30, "the slow run to start")
+        if target == "group":
+            os.killpg(cluster.proc.pid, signal.SIGTERM)
+        else:
+            cluster.proc.send_signal(signal.SIGTERM)
+        assert _wait_for_exit(cluster, 30) == 0, cluster.output()[-3000:]
+        wait_for(lambda: _group_gone(cluster.proc.pid), 10, "every cluster process to exit")
+    finally:
+        cluster.stop()
+    run.refresh_from_db()
+    assert run.status == "cancelled", (run.status, run.message, cluster.output()[-3000:])
+    assert run.message == "stopped: the scheduler is shutting down"
+    step = run.steps.get()
+    assert step.status == "cancelled" and step.reason == "stopped: the scheduler is shutting down"
+    assert run.task_id == task_id
+    # The task finished (one attempt): the queue will not start it again.
+    assert Task.objects.filter(id=task_id).exists()
+    from django_q.models import OrmQ
+
+    assert not OrmQ.objects.exists()
+    assert "Traceback" not in cluster.output()
