@@ -243,3 +243,35 @@ def test_a_running_pipeline_ends_cancelled_when_the_cluster_stops(cluster_env, t
 
     assert not OrmQ.objects.exists()
     assert "Traceback" not in cluster.output()
+
+
+def test_a_killed_worker_frees_its_pipeline_at_once_after_the_reaper(cluster_env, tmp_path):
+    from django_q.models import OrmQ
+
+    from runs.runner import reap_stale_runs
+    from tests.runs.test_actions import CsrfClient, make_user, run_now_url, texts
+
+    env = {**cluster_env, "SLOW_SECONDS": "600", "RUNS_STALE_AFTER": "10"}
+    cluster = Cluster(env, tmp_path / "qcluster.log")
+    client = CsrfClient(make_user("ops", "trigger_run"))
+    try:
+        assert client.post(run_now_url("slow")).status_code == 302
+        victim = wait_for(lambda: Run.objects.running().filter(pipeline="slow", heartbeat_at__isnull=False).first(),
+                          30, "the slow run to start")
+        os.kill(victim.pid, signal.SIGKILL)  # the worker only, like the OOM killer
+        # The sentinel replaces the worker; the run is left running, its task locked in the queue.
+        wait_for(lambda: "reincarnated worker" in cluster.output(), 20, "a new worker")
+        assert OrmQ.objects.count() == 1
+        assert reap_stale_runs(now=timezone.now() + timedelta(minutes=10)) == [victim.pk]
+        assert not OrmQ.objects.exists()  # released: it can never start again by itself
+        assert texts(client.post(run_now_url("slow")))[-1] == "slow queued; it starts as soon as a worker is free."
+        again = wait_for(lambda: Run.objects.running().filter(pipeline="slow").first(), 30, "the new run")
+        assert again.pk != victim.pk and again.mode == "dashboard"
+        assert Run.objects.filter(pipeline="slow").count() == 2  # exactly one new run
+        again.request_cancel()
+        wait_for(lambda: Run.objects.filter(pk=again.pk, status="cancelled").exists(), 15, "the cancel")
+    finally:
+        cluster.stop()
+    victim.refresh_from_db()
+    assert victim.status == "abandoned"
+    assert Run.objects.filter(pipeline="slow").count() == 2
