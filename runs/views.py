@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import csv
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.utils.decorators import method_decorator
 from django_filters.views import FilterView
 from django_tables2 import LazyPaginator, RequestConfig, SingleTableMixin
 
 from runs import selectors
 from runs.filters import ErrorFilter, RunFilter
 from runs.models import Run, RunError, RunStatus
+from runs.permissions import VIEW_ERRORS, VIEW_RUNS, staff_permission_required
 from runs.pipeline import UnknownPipeline, get_pipeline
 from runs.tables import ErrorTable, PipelineRunTable, RunTable
 
@@ -37,7 +36,7 @@ def _actions(request, run: Run | None = None, pipeline: str | None = None) -> di
     return actions
 
 
-@staff_member_required
+@staff_permission_required(VIEW_RUNS)
 def overview(request):
     cards = selectors.overview_cards()
     can_trigger = request.user.has_perm("runs.trigger_run")
@@ -46,9 +45,8 @@ def overview(request):
     return render(request, "runs/overview.html", {"cards": cards, "nav": "overview"})
 
 
-@method_decorator(staff_member_required, name="dispatch")
 class HistoryListView(SingleTableMixin, FilterView):
-    """A filtered, sortable table over a history table, staff only.
+    """A filtered, sortable table over a history table, staff with `permissions` only.
 
     Only the table paginates, with LazyPaginator (one page plus one row);
     ListView's own paginator would COUNT(*) the whole history.
@@ -56,6 +54,11 @@ class HistoryListView(SingleTableMixin, FilterView):
 
     table_pagination = {"paginator_class": LazyPaginator, "per_page": PER_PAGE}
     strict = True
+    permissions: tuple[str, ...] = (VIEW_RUNS,)
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        return staff_permission_required(*cls.permissions)(super().as_view(**initkwargs))
 
 
 class RunListView(HistoryListView):
@@ -96,7 +99,7 @@ EXPORT_COLUMNS = ["id", "pipeline", "parent_id", "mode", "status", "started_at",
                   "created", "updated", "skipped", "failed", "error_count", "message"]
 
 
-@staff_member_required
+@staff_permission_required(VIEW_RUNS)
 def run_export(request):
     """The filtered runs as CSV, streamed in chunks: memory stays flat for any size."""
     filterset = RunFilter(request.GET, queryset=selectors.runs_queryset())
@@ -135,7 +138,7 @@ def _int_or_none(value) -> int | None:
         return None
 
 
-@staff_member_required
+@staff_permission_required(VIEW_RUNS)
 def run_detail(request, pk: int):
     run = _load_run(pk)
     steps = selectors.run_steps(run)
@@ -144,7 +147,9 @@ def run_detail(request, pk: int):
     page = max(1, _int_or_none(request.GET.get("page")) or 1)
     # One page plus one row tells whether there is a next page; no COUNT(*).
     offset = (page - 1) * ERRORS_PER_PAGE
-    errors = list(selectors.run_errors(run, step_id=step_id, q=q)[offset:offset + ERRORS_PER_PAGE + 1])
+    can_view_errors = request.user.has_perm(VIEW_ERRORS)
+    errors = list(selectors.run_errors(run, step_id=step_id, q=q)[offset:offset + ERRORS_PER_PAGE + 1]) \
+        if can_view_errors else []
     has_next = len(errors) > ERRORS_PER_PAGE
     errors = errors[:ERRORS_PER_PAGE]
     steps_by_id = {s.pk: s for s in steps}
@@ -153,6 +158,7 @@ def run_detail(request, pk: int):
         "steps": steps,
         "children": selectors.child_runs(run) if run.pipeline and not run.parent_id else [],
         "errors": errors,
+        "can_view_errors": can_view_errors,
         "steps_by_id": steps_by_id,
         "error_step": step_id,
         "q": q,
@@ -165,7 +171,7 @@ def run_detail(request, pk: int):
     return render(request, "runs/run_detail.html", context)
 
 
-@staff_member_required
+@staff_permission_required(VIEW_RUNS)
 def run_progress(request, pk: int):
     """The live part of a running run (htmx polls it). Once the run has
     finished, HX-Refresh reloads the whole page to show the final state."""
@@ -184,6 +190,7 @@ class ErrorListView(HistoryListView):
     table_class = ErrorTable
     filterset_class = ErrorFilter
     template_name = "runs/error_list.html"
+    permissions = (VIEW_RUNS, VIEW_ERRORS)
 
     def get_queryset(self):
         return selectors.errors_queryset()
@@ -215,7 +222,7 @@ class ErrorListView(HistoryListView):
         return context
 
 
-@staff_member_required
+@staff_permission_required(VIEW_RUNS)
 def pipeline_detail(request, name: str):
     try:
         pipeline = get_pipeline(name)

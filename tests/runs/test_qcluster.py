@@ -24,6 +24,7 @@ from django_q.models import Schedule, Task
 from django_q.tasks import async_task
 
 from runs.models import Run
+from runs.permissions import ensure_volunteers_group
 from runs.scheduling import sync_schedules
 from tests.conftest import ROOT
 
@@ -84,6 +85,7 @@ def cluster_env(subprocess_env):
 def test_two_pipelines_and_a_reader_never_see_database_is_locked(cluster_env, tmp_path):
     env = {**cluster_env, "SLOW_SECONDS": "2.5"}
     staff = get_user_model().objects.create_user("viewer", password="x", is_staff=True)
+    staff.groups.add(ensure_volunteers_group())
     stop_reading = threading.Event()
     reads, read_errors = [], []
 
