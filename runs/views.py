@@ -24,6 +24,35 @@ from runs.tables import ErrorTable, PipelineRunTable, RunTable
 
 PER_PAGE = 25
 ERRORS_PER_PAGE = 50
+# Hostile input: anything outside these answers 400 with a message, never a
+# 500 from an integer the database cannot hold or an offset past its range.
+MAX_PAGE = 100_000
+MAX_PER_PAGE = 500
+MAX_ID = 2**63 - 1  # bigint
+
+
+def _bad_request(message: str) -> HttpResponse:
+    return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+
+
+def _bounded_int(value: str | None, *, name: str, maximum: int) -> int | None:
+    """`value` as a whole number from 1 to `maximum`; None when absent; ValueError with a message."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
+        raise ValueError(f"{name} must be a whole number from 1 to {maximum}, got {value[:40]!r}.")
+    return int(text)
+
+
+def _paging_error(request) -> str | None:
+    """What is wrong with the `page` / `per_page` query parameters django-tables2 reads, if anything."""
+    try:
+        _bounded_int(request.GET.get("page"), name="page", maximum=MAX_PAGE)
+        _bounded_int(request.GET.get("per_page"), name="per_page", maximum=MAX_PER_PAGE)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _actions(request, run: Run | None = None, pipeline: str | None = None) -> dict:
@@ -59,6 +88,15 @@ class HistoryListView(SingleTableMixin, FilterView):
     @classmethod
     def as_view(cls, **initkwargs):
         return staff_permission_required(*cls.permissions)(super().as_view(**initkwargs))
+
+    def get(self, request, *args, **kwargs):
+        problem = _paging_error(request)
+        if problem:
+            return _bad_request(problem)
+        response = super().get(request, *args, **kwargs)
+        if self.filterset.is_bound and not self.filterset.is_valid():
+            response.status_code = 400  # the page shows what is wrong next to the filter
+        return response
 
 
 class RunListView(HistoryListView):
@@ -125,26 +163,26 @@ def run_export(request):
 
 
 def _load_run(pk: int) -> Run:
+    if pk > MAX_ID:
+        raise Http404("No such run.")
     try:
         return selectors.run_detail(pk)
     except Run.DoesNotExist:
         raise Http404("No such run.") from None
 
 
-def _int_or_none(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 @staff_permission_required(VIEW_RUNS)
 def run_detail(request, pk: int):
     run = _load_run(pk)
-    steps = selectors.run_steps(run)
-    step_id = _int_or_none(request.GET.get("step"))
+    try:
+        step_id = _bounded_int(request.GET.get("step"), name="step", maximum=MAX_ID)
+        page = _bounded_int(request.GET.get("page"), name="page", maximum=MAX_PAGE) or 1
+    except ValueError as exc:
+        return _bad_request(str(exc))
     q = (request.GET.get("q") or "").strip()[:200]
-    page = max(1, _int_or_none(request.GET.get("page")) or 1)
+    if "\x00" in q:
+        return _bad_request("The search must not contain NUL characters.")
+    steps = selectors.run_steps(run)
     # One page plus one row tells whether there is a next page; no COUNT(*).
     offset = (page - 1) * ERRORS_PER_PAGE
     can_view_errors = request.user.has_perm(VIEW_ERRORS)
@@ -224,6 +262,11 @@ class ErrorListView(HistoryListView):
 
 @staff_permission_required(VIEW_RUNS)
 def pipeline_detail(request, name: str):
+    if len(name) > 64 or "\x00" in name:  # Run.pipeline is 64 characters; PostgreSQL refuses NUL
+        raise Http404("No such pipeline.")
+    problem = _paging_error(request)
+    if problem:
+        return _bad_request(problem)
     try:
         pipeline = get_pipeline(name)
     except UnknownPipeline:
