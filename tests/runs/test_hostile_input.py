@@ -55,13 +55,15 @@ def test_no_query_parameter_gives_a_500(setup, data, grouped, index):
     assert response.status_code in (200, 400, 404), (urls[index], data, response.status_code)
 
 
-@pytest.mark.parametrize("value", NASTY)
-@pytest.mark.parametrize("param", PARAMS)
-def test_every_nasty_value_in_every_parameter(setup, param, value):
+def test_every_nasty_value_in_every_parameter(setup):
     client, urls = setup
-    for url in urls:
-        response = fetch(client, url, {param: value})
-        assert response.status_code in (200, 400, 404), (url, param, value, response.status_code)
+    paging = {"page", "per_page"}  # checked first: a bad page would hide the other parameters
+    for value in NASTY:
+        for url in urls[1:]:  # the overview reads no parameters
+            for names in (paging, set(PARAMS) - paging):
+                data = dict.fromkeys(names, value)
+                response = fetch(client, url, data)
+                assert response.status_code in (200, 400, 404), (url, data, response.status_code)
 
 
 @pytest.mark.parametrize(("param", "value", "message"), [
