@@ -343,6 +343,9 @@ RUN_ERRORS_KEEP_DAYS = env_int("RUN_ERRORS_KEEP_DAYS", 30, minimum=1, maximum=36
 
 SPORTLINK_EXPORT_DIR = env_str("SPORTLINK_EXPORT_DIR")
 NIKKI_EXPORT_DIR = env_str("NIKKI_EXPORT_DIR")
+# Production hardening: a download (or a file in a downloaded zip) larger than
+# this fails the download step with a clear error instead of filling memory.
+EXPORT_MAX_BYTES = env_int("EXPORT_MAX_BYTES", 200 * 1024 * 1024, minimum=1024, maximum=2**40)
 LAPOSTA_API_KEY = env_str("LAPOSTA_API_KEY")
 LAPOSTA_BASE_URL = env_url("LAPOSTA_BASE_URL", "https://api.laposta.nl/v2").rstrip("/")
 LAPOSTA_MEMBERS_LIST_ID = env_str("LAPOSTA_MEMBERS_LIST_ID")
