@@ -169,7 +169,9 @@ def test_a_killed_cluster_leaves_a_run_the_reaper_abandons_after_restart(cluster
         # Cancel works across processes: the worker's tracker notices the request.
         next_run.request_cancel()
         wait_for(lambda: Run.objects.filter(pk=next_run.pk, status="cancelled").exists(), 15, "the cancel")
-        assert Task.objects.filter(func="runs.tasks.reap_stale_runs_task", success=True).exists()
+        # The monitor saves a task's result shortly after the task returns.
+        wait_for(lambda: Task.objects.filter(func="runs.tasks.reap_stale_runs_task", success=True).exists(), 15,
+                 "the reaper task's result")
     finally:
         second.stop()
     assert "locked" not in log.read_text(errors="replace").lower()
