@@ -219,8 +219,9 @@ def test_an_idle_cluster_stops_on_a_signal(cluster_env, tmp_path, target, signum
     assert "Traceback" not in cluster.output()
 
 
-@pytest.mark.parametrize("target", ["main", "group"])
-def test_a_running_pipeline_ends_cancelled_when_the_cluster_stops(cluster_env, tmp_path, target):
+@pytest.mark.parametrize(("target", "signum"), [("main", signal.SIGTERM), ("group", signal.SIGTERM),
+                                               ("group", signal.SIGINT)])
+def test_a_running_pipeline_ends_cancelled_when_the_cluster_stops(cluster_env, tmp_path, target, signum):
     env = {**cluster_env, "SLOW_SECONDS": "600"}
     cluster = Cluster(env, tmp_path / "qcluster.log")
     try:
@@ -228,9 +229,9 @@ def test_a_running_pipeline_ends_cancelled_when_the_cluster_stops(cluster_env, t
         run = wait_for(lambda: Run.objects.running().filter(pipeline="slow", heartbeat_at__isnull=False).first(),
                        30, "the slow run to start")
         if target == "group":
-            os.killpg(cluster.proc.pid, signal.SIGTERM)
+            os.killpg(cluster.proc.pid, signum)
         else:
-            cluster.proc.send_signal(signal.SIGTERM)
+            cluster.proc.send_signal(signum)
         assert _wait_for_exit(cluster, 30) == 0, cluster.output()[-3000:]
         wait_for(lambda: _group_gone(cluster.proc.pid), 10, "every cluster process to exit")
     finally:
@@ -279,3 +280,26 @@ def test_a_killed_worker_frees_its_pipeline_at_once_after_the_reaper(cluster_env
     victim.refresh_from_db()
     assert victim.status == "abandoned"
     assert Run.objects.filter(pipeline="slow").count() == 2
+
+
+def test_a_pipeline_stuck_past_the_grace_period_is_killed_with_its_processes(cluster_env, tmp_path):
+    # `stuck` blocks inside one item: it never reaches a boundary.
+    env = {**cluster_env, "SLOW_SECONDS": "600", "Q_STOP_GRACE": "3"}
+    cluster = Cluster(env, tmp_path / "qcluster.log")
+    try:
+        async_task("runs.tasks.run_pipeline_task", "stuck")
+        run = wait_for(lambda: Run.objects.running().filter(pipeline="stuck", heartbeat_at__isnull=False).first(),
+                       30, "the stuck run to start")
+        worker = run.pid
+        started = time.monotonic()
+        os.killpg(cluster.proc.pid, signal.SIGTERM)
+        assert _wait_for_exit(cluster, 20) == 1  # not a clean stop, and it says so
+        assert time.monotonic() - started < 15
+        wait_for(lambda: _group_gone(cluster.proc.pid), 10, "every cluster process to exit")
+    finally:
+        cluster.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)
+    assert "did not stop within 3 s" in cluster.output()
+    run.refresh_from_db()
+    assert run.status == "running"  # left for the reaper, like a crash
