@@ -101,6 +101,7 @@ def stuck(run):
     import threading
 
     with run.step("stuck-sync") as step, step.item():
+        step.read()  # tests wait for this count: the item has begun
         threading.Event().wait(float(os.environ.get("SLOW_SECONDS", "30")))
 
 

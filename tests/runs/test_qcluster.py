@@ -226,8 +226,9 @@ def test_a_running_pipeline_ends_cancelled_when_the_cluster_stops(cluster_env, t
     cluster = Cluster(env, tmp_path / "qcluster.log")
     try:
         task_id = async_task("runs.tasks.run_pipeline_task", "slow")
-        run = wait_for(lambda: Run.objects.running().filter(pipeline="slow", heartbeat_at__isnull=False).first(),
-                       30, "the slow run to start")
+        # Mid-step: items are being counted.
+        run = wait_for(lambda: Run.objects.running().filter(pipeline="slow", steps__skipped__gt=0).first(),
+                       30, "the slow run to be inside its step")
         if target == "group":
             os.killpg(cluster.proc.pid, signum)
         else:
@@ -288,12 +289,14 @@ def test_a_pipeline_stuck_past_the_grace_period_is_killed_with_its_processes(clu
     cluster = Cluster(env, tmp_path / "qcluster.log")
     try:
         async_task("runs.tasks.run_pipeline_task", "stuck")
-        run = wait_for(lambda: Run.objects.running().filter(pipeline="stuck", heartbeat_at__isnull=False).first(),
-                       30, "the stuck run to start")
+        # Inside the item, past every boundary (a signal before it would be a clean stop).
+        run = wait_for(lambda: Run.objects.running().filter(pipeline="stuck", steps__read=1).first(),
+                       30, "the stuck run to be inside its item")
         worker = run.pid
         started = time.monotonic()
         os.killpg(cluster.proc.pid, signal.SIGTERM)
-        assert _wait_for_exit(cluster, 20) == 1  # not a clean stop, and it says so
+        code = _wait_for_exit(cluster, 20)
+        assert code == 1, (Run.objects.filter(pk=run.pk).values("status", "message").first(), cluster.output())
         assert time.monotonic() - started < 15
         wait_for(lambda: _group_gone(cluster.proc.pid), 10, "every cluster process to exit")
     finally:
