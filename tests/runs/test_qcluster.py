@@ -254,12 +254,18 @@ def test_a_running_pipeline_ends_cancelled_when_the_cluster_stops(cluster_env, t
 def test_a_killed_worker_frees_its_pipeline_at_once_after_the_reaper(cluster_env, tmp_path):
     from django_q.models import OrmQ
 
+    from runs.models import ApiToken
     from runs.runner import reap_stale_runs
     from tests.runs.test_actions import CsrfClient, make_user, run_now_url, texts
 
     env = {**cluster_env, "SLOW_SECONDS": "600", "RUNS_STALE_AFTER": "10"}
+    ops = make_user("ops", "trigger_run")
+    token = ApiToken.generate()
+    api_token = ApiToken(user=ops, name="monitor")
+    api_token.set_token(token)
+    api_token.save()
+    client = CsrfClient(ops)
     cluster = Cluster(env, tmp_path / "qcluster.log")
-    client = CsrfClient(make_user("ops", "trigger_run"))
     try:
         assert client.post(run_now_url("slow")).status_code == 302
         victim = wait_for(lambda: Run.objects.running().filter(pipeline="slow", heartbeat_at__isnull=False).first(),
@@ -268,11 +274,14 @@ def test_a_killed_worker_frees_its_pipeline_at_once_after_the_reaper(cluster_env
         # The sentinel replaces the worker; the run is left running, its task locked in the queue.
         wait_for(lambda: "reincarnated worker" in cluster.output(), 20, "a new worker")
         assert OrmQ.objects.count() == 1
+        api = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert api.post(reverse("api:trigger", args=["slow"])).status_code == 409  # still running
         assert reap_stale_runs(now=timezone.now() + timedelta(minutes=10)) == [victim.pk]
         assert not OrmQ.objects.exists()  # released: it can never start again by itself
-        assert texts(client.post(run_now_url("slow")))[-1] == "slow queued; it starts as soon as a worker is free."
+        assert api.post(reverse("api:trigger", args=["slow"])).status_code == 202
         again = wait_for(lambda: Run.objects.running().filter(pipeline="slow").first(), 30, "the new run")
-        assert again.pk != victim.pk and again.mode == "dashboard"
+        assert again.pk != victim.pk and again.mode == "api"
+        assert texts(client.post(run_now_url("slow")))[-1] == f"slow is already running (run #{again.pk})."
         assert Run.objects.filter(pipeline="slow").count() == 2  # exactly one new run
         again.request_cancel()
         wait_for(lambda: Run.objects.filter(pk=again.pk, status="cancelled").exists(), 15, "the cancel")
