@@ -18,6 +18,8 @@ PIPELINE_MODULES = (
 class PipelinesConfig(AppConfig):
     name = "pipelines"
     verbose_name = "Club registry"
+    # The Volunteers group (runs.permissions) may view every registry model.
+    volunteers_view = True
 
     def ready(self) -> None:
         # Pipelines register themselves (runs.pipeline.register) when imported.

@@ -70,8 +70,8 @@ class ExportSource:
         photos: dict[str, ExportFile] = {}
         if self.is_url:
             for url in _urls(self.location):
-                data = _fetch(url)
-                name = Path(urlsplit(url).path).name or "export.csv"
+                data, final_url = _fetch(url)
+                name = Path(urlsplit(final_url).path).name or "export.csv"
                 if data[:4] == b"PK\x03\x04":
                     _scan_zip(data, files, photos)
                 else:
@@ -152,19 +152,60 @@ def _safe_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
-def _fetch(url: str) -> bytes:
+_MAX_REDIRECTS = 5
+
+
+def _allowed(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / (1024 * 1024):.0f} MB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+def _too_big(url: str, limit: int) -> ExportError:
+    return ExportError(f"The download from {_safe_url(url)} is larger than EXPORT_MAX_BYTES ({_megabytes(limit)}); "
+                       f"export fewer rows or raise EXPORT_MAX_BYTES")
+
+
+def _fetch(url: str) -> tuple[bytes, str]:
+    """Download `url` and say where it ended up: https on every redirect hop (plain http only on loopback,
+    for tests), at most EXPORT_MAX_BYTES, read in chunks so a huge answer is
+    refused before it fills the memory."""
     import httpx
 
-    parts = urlsplit(url)
-    if parts.scheme != "https" and parts.hostname not in _LOOPBACK:
+    limit = settings.EXPORT_MAX_BYTES
+    if not _allowed(url):
         raise ExportError(f"Export URL {_safe_url(url)} must use https")
+    current = url
     try:
-        response = httpx.get(url, timeout=settings.HTTP_TIMEOUT_S, follow_redirects=True)
+        with httpx.Client(timeout=settings.HTTP_TIMEOUT_S, follow_redirects=False) as client:
+            for _hop in range(_MAX_REDIRECTS + 1):
+                with client.stream("GET", current) as response:
+                    if response.is_redirect:
+                        target = str(response.url.join(response.headers["Location"]))
+                        if not _allowed(target) or (urlsplit(target).scheme == "http"
+                                                    and urlsplit(current).scheme == "https"):
+                            raise ExportError(f"Export URL {_safe_url(url)} redirects to {_safe_url(target)}, "
+                                              f"which does not use https")
+                        current = target
+                        continue
+                    if response.status_code != 200:
+                        raise ExportError(f"Could not download {_safe_url(url)}: HTTP {response.status_code}")
+                    declared = response.headers.get("Content-Length", "")
+                    if declared.isdigit() and int(declared) > limit:
+                        raise _too_big(url, limit)
+                    chunks, size = [], 0
+                    for chunk in response.iter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            raise _too_big(url, limit)
+                        chunks.append(chunk)
+                    return b"".join(chunks), current
     except httpx.HTTPError as exc:
         raise ExportError(f"Could not download {_safe_url(url)}: {type(exc).__name__}") from None
-    if response.status_code != 200:
-        raise ExportError(f"Could not download {_safe_url(url)}: HTTP {response.status_code}")
-    return response.content
+    raise ExportError(f"Could not download {_safe_url(url)}: more than {_MAX_REDIRECTS} redirects")
 
 
 def _memory_file(name: str, data: bytes) -> ExportFile:
@@ -185,6 +226,9 @@ def _scan_zip(data: bytes, files: list[ExportFile], photos: dict[str, ExportFile
             if info.is_dir():
                 continue
             path = Path(info.filename)
+            if info.file_size > settings.EXPORT_MAX_BYTES:  # a zip bomb, or simply too big
+                raise ExportError(f"{path.name} in the zip archive is larger than EXPORT_MAX_BYTES "
+                                  f"({_megabytes(settings.EXPORT_MAX_BYTES)}) once unpacked")
             content = archive.read(info)
             if path.suffix.lower() in {".csv", ".txt"}:
                 files.append(_memory_file(path.name, content))

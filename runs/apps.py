@@ -40,7 +40,7 @@ class RunsConfig(AppConfig):
         from runs.scheduling import connect_schedule_signals
 
         connect_schedule_signals()
-        # Sent once per app after `migrate` (and `flush`); `runs` comes after
-        # django_q in INSTALLED_APPS, so the Schedule table exists by then.
+        # Sent once per app after `migrate` (and `flush`) has applied every
+        # app's migrations, so django_q's Schedule table exists by then.
         post_migrate.connect(_sync_schedules_after_migrate, sender=self,
                              dispatch_uid="runs.sync_schedules_after_migrate")

@@ -7,10 +7,11 @@ started_at; the identifier search is an exact match or an index range
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import django_filters
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
 from runs.models import Mode, RecordProblem, Run, RunError, RunStatus
@@ -40,15 +41,24 @@ class DateRangeMixin:
 
 
 _date_widget = forms.DateInput(attrs={"type": "date"})
+# Dates far outside this range overflow the time-zone arithmetic (year 1, year 9999).
+_FIRST_DAY, _LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+_DATE_RANGE = "Pick a day between 1970-01-01 and 2999-12-31."
+
+
+def _date_filter(label: str, method: str) -> django_filters.DateFilter:
+    return django_filters.DateFilter(method=method, label=label, widget=_date_widget, validators=[
+        MinValueValidator(_FIRST_DAY, message=_DATE_RANGE), MaxValueValidator(_LAST_DAY, message=_DATE_RANGE)])
 
 
 class RunFilter(DateRangeMixin, django_filters.FilterSet):
     pipeline = django_filters.ChoiceFilter(choices=pipeline_choices, empty_label="all pipelines")
     status = django_filters.ChoiceFilter(choices=RunStatus.choices, empty_label="any status")
     mode = django_filters.ChoiceFilter(choices=Mode.choices, empty_label="any mode")
-    since = django_filters.DateFilter(method="filter_since", label="From", widget=_date_widget)
-    until = django_filters.DateFilter(method="filter_until", label="To", widget=_date_widget)
-    parent = django_filters.NumberFilter(field_name="parent_id", label="Part of run", widget=forms.HiddenInput)
+    since = _date_filter("From", "filter_since")
+    until = _date_filter("To", "filter_until")
+    parent = django_filters.NumberFilter(field_name="parent_id", label="Part of run", widget=forms.HiddenInput,
+                                         min_value=1, max_value=2**63 - 1, decimal_places=0)
 
     class Meta:
         model = Run
@@ -65,8 +75,8 @@ class ErrorFilter(DateRangeMixin, django_filters.FilterSet):
     pipeline = django_filters.ChoiceFilter(method="filter_pipeline", choices=pipeline_choices,
                                            empty_label="all pipelines")
     step = django_filters.CharFilter(field_name="step_name", label="Step")
-    since = django_filters.DateFilter(method="filter_since", label="From", widget=_date_widget)
-    until = django_filters.DateFilter(method="filter_until", label="To", widget=_date_widget)
+    since = _date_filter("From", "filter_since")
+    until = _date_filter("To", "filter_until")
 
     class Meta:
         model = RunError

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from runs import shutdown
 from runs.models import HELD_REMOVALS_KEY, Run, RunStatus, StepStatus
 from runs.tracebacks import exception_message, format_exception
 from runs.tracker import DEFAULT_IDENTIFIER_KEYS, RunTracker, StepState
@@ -300,7 +301,8 @@ class Step:
         elif issubclass(exc_type, SkipStep):
             status, reason, swallow = StepStatus.SKIPPED, str(exc), True
         elif issubclass(exc_type, Cancelled):
-            status, reason, swallow = StepStatus.CANCELLED, "Cancelled on request.", False
+            status, reason, swallow = StepStatus.CANCELLED, self._tracker.cancel_reason or "Cancelled on request.", \
+                False
         elif issubclass(exc_type, Exception):
             status, reason = StepStatus.FAILED, exception_message(exc)
             self._tracker.record_error(step_id=self.id, step_name=self.name, message=reason,
@@ -398,6 +400,9 @@ class PipelineRun:
                 requested = None
             if requested is not None:
                 self.tracker.cancel_event.set()
+        if not self.tracker.cancel_event.is_set() and query and shutdown.stop_requested():
+            self.tracker.cancel_reason = shutdown.SHUTDOWN_REASON
+            self.tracker.cancel_event.set()
         if self.tracker.cancel_event.is_set():
             raise Cancelled()
 

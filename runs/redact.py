@@ -7,8 +7,10 @@ instead of a regex scan of a 1 KB traceback.
 
 from __future__ import annotations
 
+import base64
 import re
 from functools import lru_cache
+from urllib.parse import quote, quote_plus
 
 from django.conf import settings
 
@@ -43,15 +45,28 @@ _KEY_VALUE = re.compile(
 )
 
 
+def _encoded_forms(value: str) -> set[str]:
+    """`value` as it may come back from a server: itself, URL-encoded (query
+    strings, form bodies) and base64 as in an HTTP Basic-auth header (Laposta
+    sends the key as the user name: base64 of "key:"), without the padding so
+    it also matches inside a longer base64 text."""
+    forms = {value, quote(value, safe=""), quote_plus(value, safe=""), quote(value)}
+    for plain in (value, f"{value}:", f":{value}"):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            forms.add(encode(plain.encode()).decode().rstrip("="))
+    return forms
+
+
 @lru_cache(maxsize=1)
 def _known_secrets() -> tuple[str, ...]:
     # The configured values themselves: whatever shape they appear in
-    # (an httpx repr, an echoed request), the exact value is removed.
-    values = []
+    # (an httpx repr, an echoed request), the value and its encoded forms
+    # are removed.
+    values: set[str] = set()
     for name in getattr(settings, "SECRET_SETTINGS", ()):
         value = getattr(settings, name, "") or ""
         if isinstance(value, str) and len(value) >= 6:
-            values.append(value)
+            values |= _encoded_forms(value)
     return tuple(sorted(values, key=len, reverse=True))
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
 from runs.pipeline import Cancelled, PipelineRun, get_pipeline
 from runs.redact import redact, truncate
+from runs.services import release_tasks
 from runs.tracebacks import exception_message, format_exception
 from runs.tracker import RunTracker, compute_run_status
 
@@ -84,7 +85,7 @@ def run_pipeline(
     try:
         pipeline.func(run)
     except Cancelled:
-        status, message = RunStatus.CANCELLED, "Cancelled on request."
+        status, message = RunStatus.CANCELLED, tracker.cancel_reason or "Cancelled on request."
     except BaseException as exc:  # noqa: BLE001 - the run must finish whatever happened
         status = RunStatus.FAILED
         message = exception_message(exc)
@@ -196,10 +197,10 @@ def reap_stale_runs(*, now: datetime | None = None, stale_after: timedelta | Non
     candidates = list(
         Run.objects.running()
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
-        .values_list("pk", "started_at", "heartbeat_at")
+        .values_list("pk", "started_at", "heartbeat_at", "task_id")
     )
-    reaped = []
-    for pk, started_at, heartbeat_at in candidates:
+    reaped, dead_tasks = [], []
+    for pk, started_at, heartbeat_at, task_id in candidates:
         last_seen = heartbeat_at or started_at
         with transaction.atomic():
             claimed = Run.objects.filter(pk=pk, status=RunStatus.RUNNING, heartbeat_at=heartbeat_at).update(
@@ -219,9 +220,20 @@ def reap_stale_runs(*, now: datetime | None = None, stale_after: timedelta | Non
                     reason="The process stopped during this step.",
                 )
                 reaped.append(pk)
+                dead_tasks.append(task_id)
     if reaped:
         logger.warning("marked %d stale run(s) as abandoned: %s", len(reaped), reaped)
+        _release_dead_tasks(dead_tasks)
     return reaped
+
+
+def _release_dead_tasks(task_ids: list[str]) -> None:
+    """The queue's lock on an abandoned run's task would block "Run now" for
+    hours and then start the task again: one attempt means one."""
+    try:
+        release_tasks(task_ids)
+    except Exception:
+        logger.exception("could not release the queued tasks of abandoned runs")
 
 
 def running_duration_ms(run: Run, now: datetime | None = None) -> int:

@@ -184,6 +184,40 @@ def _waiting_in_queue(pipeline: str) -> bool:
     return False
 
 
+def release_tasks(task_ids, *, broker=None) -> int:
+    """Take the django-q2 tasks `task_ids` out of the broker; returns how many were removed.
+
+    For runs the reaper abandoned: their worker died, but the ORM broker keeps
+    the task locked for `retry` seconds (3 h 10 m), which makes "Run now"
+    refuse with "already queued", and then hands it to a worker again. A
+    Redis broker pops a task when a worker takes it, so normally nothing is
+    left there; a copy still in its list is removed all the same.
+    """
+    ids = {task_id for task_id in task_ids if task_id}
+    if not ids:
+        return 0
+    from django_q.brokers import get_broker
+    from django_q.brokers.orm import ORM
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    broker = broker or get_broker()
+    if isinstance(broker, ORM):
+        # The queue is a handful of rows; the task id is inside the signed payload.
+        doomed = [entry.pk for entry in OrmQ.objects.filter(key=broker.list_key) if entry.task_id() in ids]
+        return OrmQ.objects.filter(pk__in=doomed).delete()[0] if doomed else 0
+    removed = 0
+    connection = broker.connection
+    for payload in connection.lrange(broker.list_key, 0, -1):
+        try:
+            task_id = SignedPackage.loads(payload).get("id")
+        except Exception:  # noqa: BLE001, S112 - someone else's entry; leave it alone
+            continue
+        if task_id in ids:
+            removed += connection.lrem(broker.list_key, 0, payload)
+    return removed
+
+
 def cancel_run(run: Run, *, user=None) -> bool:
     """Ask a running run to stop; True when this call made the request.
 

@@ -58,6 +58,7 @@ from django.db import (
 )
 from django.utils import timezone
 
+from runs import shutdown
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
 from runs.redact import redact, truncate, truncate_traceback
 from runs.tracebacks import RedactedText, exception_message, format_exception
@@ -236,6 +237,8 @@ class RunTracker:
         self.held_by: int | None = None
         #: Set by the writer when someone asked this run to stop.
         self.cancel_event = threading.Event()
+        #: Why, when it was not a person's cancel request (the scheduler is stopping).
+        self.cancel_reason = ""
         self.steps: dict[int, StepState] = {}
         self.error_count = 0
         self.started_at: datetime | None = None
@@ -806,6 +809,9 @@ class _Writer(threading.Thread):
             requested = Run.objects.filter(pk=tracker.run_id).values_list("cancel_requested_at", flat=True).first()
             if requested is not None:
                 tracker.cancel_event.set()
+        if final is None and not tracker.cancel_event.is_set() and shutdown.stop_requested():
+            tracker.cancel_reason = shutdown.SHUTDOWN_REASON
+            tracker.cancel_event.set()
 
     def _prepare_errors(self) -> None:
         adapt = connection.ops.adapt_datetimefield_value

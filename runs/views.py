@@ -9,23 +9,51 @@ from __future__ import annotations
 
 import csv
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.utils.decorators import method_decorator
 from django_filters.views import FilterView
 from django_tables2 import LazyPaginator, RequestConfig, SingleTableMixin
 
 from runs import selectors
 from runs.filters import ErrorFilter, ProblemFilter, RunFilter
 from runs.models import RecordProblem, Run, RunError, RunStatus
+from runs.permissions import VIEW_ERRORS, VIEW_RUNS, staff_permission_required
 from runs.pipeline import UnknownPipeline, card_notes, get_pipeline
 from runs.services import can_approve_removals
 from runs.tables import ErrorTable, PipelineRunTable, ProblemTable, RunTable
 
 PER_PAGE = 25
 ERRORS_PER_PAGE = 50
+# Hostile input: anything outside these answers 400 with a message, never a
+# 500 from an integer the database cannot hold or an offset past its range.
+MAX_PAGE = 100_000
+MAX_PER_PAGE = 500
+MAX_ID = 2**63 - 1  # bigint
+
+
+def _bad_request(message: str) -> HttpResponse:
+    return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+
+
+def _bounded_int(value: str | None, *, name: str, maximum: int) -> int | None:
+    """`value` as a whole number from 1 to `maximum`; None when absent; ValueError with a message."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
+        raise ValueError(f"{name} must be a whole number from 1 to {maximum}, got {value[:40]!r}.")
+    return int(text)
+
+
+def _paging_error(request) -> str | None:
+    """What is wrong with the `page` / `per_page` query parameters django-tables2 reads, if anything."""
+    try:
+        _bounded_int(request.GET.get("page"), name="page", maximum=MAX_PAGE)
+        _bounded_int(request.GET.get("per_page"), name="per_page", maximum=MAX_PER_PAGE)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _actions(request, run: Run | None = None, pipeline: str | None = None) -> dict:
@@ -49,7 +77,7 @@ def _held_removals(request, run: Run, steps: list) -> dict:
     return context
 
 
-@staff_member_required
+@staff_permission_required(VIEW_RUNS)
 def overview(request):
     cards = selectors.overview_cards()
     can_trigger = request.user.has_perm("runs.trigger_run")
@@ -62,9 +90,8 @@ def overview(request):
     return render(request, "runs/overview.html", {"cards": cards, "nav": "overview"})
 
 
-@method_decorator(staff_member_required, name="dispatch")
 class HistoryListView(SingleTableMixin, FilterView):
-    """A filtered, sortable table over a history table, staff only.
+    """A filtered, sortable table over a history table, staff with `permissions` only.
 
     Only the table paginates, with LazyPaginator (one page plus one row);
     ListView's own paginator would COUNT(*) the whole history.
@@ -72,6 +99,20 @@ class HistoryListView(SingleTableMixin, FilterView):
 
     table_pagination = {"paginator_class": LazyPaginator, "per_page": PER_PAGE}
     strict = True
+    permissions: tuple[str, ...] = (VIEW_RUNS,)
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        return staff_permission_required(*cls.permissions)(super().as_view(**initkwargs))
+
+    def get(self, request, *args, **kwargs):
+        problem = _paging_error(request)
+        if problem:
+            return _bad_request(problem)
+        response = super().get(request, *args, **kwargs)
+        if self.filterset.is_bound and not self.filterset.is_valid():
+            response.status_code = 400  # the page shows what is wrong next to the filter
+        return response
 
 
 class RunListView(HistoryListView):
@@ -112,7 +153,7 @@ EXPORT_COLUMNS = ["id", "pipeline", "parent_id", "mode", "status", "started_at",
                   "created", "updated", "skipped", "failed", "error_count", "message"]
 
 
-@staff_member_required
+@staff_permission_required(VIEW_RUNS)
 def run_export(request):
     """The filtered runs as CSV, streamed in chunks: memory stays flat for any size."""
     filterset = RunFilter(request.GET, queryset=selectors.runs_queryset())
@@ -138,32 +179,33 @@ def run_export(request):
 
 
 def _load_run(pk: int) -> Run:
+    if pk > MAX_ID:
+        raise Http404("No such run.")
     try:
         return selectors.run_detail(pk)
     except Run.DoesNotExist:
         raise Http404("No such run.") from None
 
 
-def _int_or_none(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-@staff_member_required
+@staff_permission_required(VIEW_RUNS)
 def run_detail(request, pk: int):
     run = _load_run(pk)
-    steps = selectors.run_steps(run)
-    step_id = _int_or_none(request.GET.get("step"))
+    try:
+        step_id = _bounded_int(request.GET.get("step"), name="step", maximum=MAX_ID)
+        page = _bounded_int(request.GET.get("page"), name="page", maximum=MAX_PAGE) or 1
+    except ValueError as exc:
+        return _bad_request(str(exc))
     q = (request.GET.get("q") or "").strip()[:200]
-    page = max(1, _int_or_none(request.GET.get("page")) or 1)
+    if "\x00" in q:
+        return _bad_request("The search must not contain NUL characters.")
+    steps = selectors.run_steps(run)
     # One page plus one row tells whether there is a next page; no COUNT(*).
     offset = (page - 1) * ERRORS_PER_PAGE
     children = selectors.child_runs(run) if run.pipeline and not run.parent_id else []
     # A parent's page lists its children's errors too (its count is their sum).
+    can_view_errors = request.user.has_perm(VIEW_ERRORS)
     errors = list(selectors.run_errors(run, step_id=step_id, q=q, children=children)
-                  [offset:offset + ERRORS_PER_PAGE + 1])
+                  [offset:offset + ERRORS_PER_PAGE + 1]) if can_view_errors else []
     has_next = len(errors) > ERRORS_PER_PAGE
     errors = errors[:ERRORS_PER_PAGE]
     steps_by_id = {s.pk: s for s in steps}
@@ -173,6 +215,7 @@ def run_detail(request, pk: int):
         "children": children,
         "children_by_id": {c.pk: c for c in children},
         "errors": errors,
+        "can_view_errors": can_view_errors,
         "steps_by_id": steps_by_id,
         "error_step": step_id,
         "q": q,
@@ -186,7 +229,7 @@ def run_detail(request, pk: int):
     return render(request, "runs/run_detail.html", context)
 
 
-@staff_member_required
+@staff_permission_required(VIEW_RUNS)
 def run_progress(request, pk: int):
     """The live part of a running run (htmx polls it). Once the run has
     finished, HX-Refresh reloads the whole page to show the final state."""
@@ -205,6 +248,7 @@ class ErrorListView(HistoryListView):
     table_class = ErrorTable
     filterset_class = ErrorFilter
     template_name = "runs/error_list.html"
+    permissions = (VIEW_RUNS, VIEW_ERRORS)
 
     def get_queryset(self):
         return selectors.errors_queryset()
@@ -236,8 +280,13 @@ class ErrorListView(HistoryListView):
         return context
 
 
-@staff_member_required
+@staff_permission_required(VIEW_RUNS)
 def pipeline_detail(request, name: str):
+    if len(name) > 64 or "\x00" in name:  # Run.pipeline is 64 characters; PostgreSQL refuses NUL
+        raise Http404("No such pipeline.")
+    problem = _paging_error(request)
+    if problem:
+        return _bad_request(problem)
     try:
         pipeline = get_pipeline(name)
     except UnknownPipeline:
@@ -267,6 +316,7 @@ class ProblemListView(HistoryListView):
     table_class = ProblemTable
     filterset_class = ProblemFilter
     template_name = "runs/problem_list.html"
+    permissions = (VIEW_RUNS, VIEW_ERRORS)  # a problem shows its latest error message
 
     @property
     def resolved(self) -> bool:
@@ -287,7 +337,7 @@ class ProblemListView(HistoryListView):
         return context
 
 
-@staff_member_required
+@staff_permission_required(VIEW_RUNS, VIEW_ERRORS)
 def record_detail(request, identifier: str):
     """One record's story: registry values, changes, errors, problems, destinations.
 
@@ -297,6 +347,8 @@ def record_detail(request, identifier: str):
     from runs.records import describe_record
 
     identifier = identifier.strip()
+    if "\x00" in identifier or len(identifier) > 255:
+        return _bad_request("An identifier has at most 255 characters and no NUL characters.")
     info = describe_record(identifier)
     changes = selectors.record_changes(identifier)
     errors = selectors.record_errors(identifier)

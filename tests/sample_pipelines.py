@@ -95,6 +95,16 @@ def slow(run):
                 step.skipped()
 
 
+@register("stuck")
+def stuck(run):
+    """Blocks inside one item for SLOW_SECONDS, deaf to cancellation (subprocess tests)."""
+    import threading
+
+    with run.step("stuck-sync") as step, step.item():
+        step.read()  # tests wait for this count: the item has begun
+        threading.Event().wait(float(os.environ.get("SLOW_SECONDS", "30")))
+
+
 @register("family")
 def family(run):
     """Runs children like `all` does."""

@@ -1,10 +1,11 @@
 """Laposta steps against a local server that speaks Laposta API v2 (see shared FORMATS.md)."""
 
+import base64
 import json
 import re
 import threading
 from datetime import date
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -468,3 +469,33 @@ def test_people_links_the_subscriptions_of_its_first_run_to_the_registry(export_
     sample = members.select_related("member").first()
     assert sample.member.email.lower() == sample.email
     assert step(run, "rondo-club-sync").detail["laposta_links"] == subscriptions.count()
+
+
+def test_a_server_that_echoes_the_key_encoded_stores_no_form_of_it(httpserver, pipeline, settings):
+    """The HTTP stand-in echoes the Basic-auth header value (base64 of "key:") and
+    the URL-encoded key back in its error, without any keyword near them."""
+    key = "echo+key/0123456789=="
+
+    def echo(request):
+        basic = request.headers.get("Authorization", "").removeprefix("Basic ")
+        body = {"error": {"type": "invalid_input", "code": 999, "parameter": "email",
+                          "message": f"Rejected {basic} for {request.form.get('email')} via "
+                                     f"/v2/member?account={quote(key, safe='')}"}}
+        return Response(json.dumps(body), status=400, content_type="application/json")
+
+    httpserver.expect_request(re.compile(r"^/v2/.*")).respond_with_handler(echo)
+    settings.LAPOSTA_API_KEY = key
+    settings.LAPOSTA_BASE_URL = httpserver.url_for("/v2")
+    settings.LAPOSTA_MEMBERS_LIST_ID = MEMBERS_LIST
+    settings.LAPOSTA_PARENTS_LIST_ID = PARENTS_LIST
+    clear_secret_cache()
+    try:
+        run = pipeline(three()[:1])
+    finally:
+        clear_secret_cache()
+    (error,) = RunError.objects.filter(run=run)
+    stored = error.message + error.traceback
+    assert "Rejected ***" in stored and "anna@example.nl" in stored  # the echo arrived, masked
+    basic = base64.b64encode(f"{key}:".encode()).decode()
+    for form in (key, quote(key, safe=""), basic, basic.rstrip("=")):
+        assert form not in stored

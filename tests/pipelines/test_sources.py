@@ -56,3 +56,68 @@ def test_several_urls_are_read_as_one_export(httpserver, settings):
 def test_credentials_in_a_source_url_are_never_shown():
     source = ExportSource("https://user:geheim@files.example.org/leden.csv?token=geheim")
     assert source.describe() == "https://files.example.org/leden.csv"
+
+
+# --- downloads: https on every hop, a size limit ---------------------------------
+
+
+def test_redirects_between_allowed_urls_are_followed(httpserver):
+    httpserver.expect_request("/latest").respond_with_data("", status=302, headers={"Location": "/v2/leden.csv"})
+    httpserver.expect_request("/v2/leden.csv").respond_with_data(MEMBERS)
+    assert ExportSource(httpserver.url_for("/latest")).table("members").filename == "leden.csv"
+
+
+def test_a_redirect_to_plain_http_is_refused_before_connecting(httpserver):
+    httpserver.expect_request("/leden.csv").respond_with_data(
+        "", status=301, headers={"Location": "http://files.example.org/leden.csv?token=geheim"})
+    with pytest.raises(ExportError) as caught:
+        ExportSource(httpserver.url_for("/leden.csv")).table("members")
+    message = str(caught.value)
+    assert "redirects to http://files.example.org/leden.csv, which does not use https" in message
+    assert "geheim" not in message
+
+
+def test_endless_redirects_end_with_a_clear_error(httpserver):
+    httpserver.expect_request("/a").respond_with_data("", status=302, headers={"Location": "/b"})
+    httpserver.expect_request("/b").respond_with_data("", status=302, headers={"Location": "/a"})
+    with pytest.raises(ExportError, match="more than 5 redirects"):
+        ExportSource(httpserver.url_for("/a")).table("members")
+
+
+def test_a_download_over_export_max_bytes_is_refused(httpserver, settings):
+    settings.EXPORT_MAX_BYTES = 1024
+    big = MEMBERS + "BBB22B2;Jansen\n" * 200
+    httpserver.expect_request("/declared.csv").respond_with_data(big)
+    with pytest.raises(ExportError) as caught:
+        ExportSource(httpserver.url_for("/declared.csv")).table("members")
+    assert "is larger than EXPORT_MAX_BYTES (1024 bytes)" in str(caught.value)
+
+
+def test_a_streamed_download_without_a_length_is_cut_off_at_the_limit(httpserver, settings):
+    from werkzeug import Response
+
+    settings.EXPORT_MAX_BYTES = 4096
+    sent = []
+
+    def endless():
+        yield MEMBERS.encode()
+        for _ in range(10_000):  # 150 KB, chunked, no Content-Length
+            sent.append(1)
+            yield b"BBB22B2;Jansen\n"
+
+    httpserver.expect_request("/stream.csv").respond_with_handler(lambda request: Response(endless()))
+    with pytest.raises(ExportError, match="larger than EXPORT_MAX_BYTES"):
+        ExportSource(httpserver.url_for("/stream.csv")).table("members")
+
+
+def test_a_file_in_a_zip_over_the_limit_is_refused(httpserver, settings):
+    import io
+    import zipfile
+
+    settings.EXPORT_MAX_BYTES = 2048
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("leden.csv", MEMBERS + "BBB22B2;Jansen\n" * 1000)  # compresses to far below 2 KB
+    httpserver.expect_request("/export.zip").respond_with_data(buffer.getvalue())
+    with pytest.raises(ExportError, match="leden.csv in the zip archive is larger than EXPORT_MAX_BYTES"):
+        ExportSource(httpserver.url_for("/export.zip")).table("members")

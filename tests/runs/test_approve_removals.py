@@ -60,12 +60,12 @@ def test_a_step_that_holds_removals_ends_partial_with_one_error_and_the_reason(h
 
 def test_the_run_page_offers_the_button_only_with_the_permission(holder):
     run = run_pipeline("holder")
-    viewer = CsrfClient(make_user("viewer"))
+    viewer = CsrfClient(make_user("viewer", "view_run", "view_runerror"))
     page = viewer.get(detail_url(run)).content.decode()
     assert "This run held back removals" in page and "3 things removed" in page
     assert "Approve removals and run again" not in page
     assert viewer.post(approve_url(run)).status_code == 403
-    ops = CsrfClient(make_user("ops", "trigger_run"))
+    ops = CsrfClient(make_user("ops", "view_run", "view_runerror", "trigger_run"))
     page = ops.get(detail_url(run)).content.decode()
     assert "Approve removals and run again" in page and escape(approve_url(run)) in page
 
@@ -73,7 +73,7 @@ def test_the_run_page_offers_the_button_only_with_the_permission(holder):
 @pytest.mark.usefixtures("q_sync")
 def test_approving_queues_the_pipeline_once_with_removals_allowed_and_records_who(holder):
     held = run_pipeline("holder")
-    user = make_user("ops", "trigger_run")
+    user = make_user("ops", "view_run", "view_runerror", "trigger_run")
     client = CsrfClient(user)
     response = client.post(approve_url(held))
     assert response.status_code == 302 and response.url == detail_url(held)
@@ -95,7 +95,7 @@ def test_approving_queues_the_pipeline_once_with_removals_allowed_and_records_wh
 
 def test_the_approve_action_needs_a_post_with_the_csrf_token(holder):
     run = run_pipeline("holder")
-    client = CsrfClient(make_user("ops", "trigger_run"))
+    client = CsrfClient(make_user("ops", "view_run", "view_runerror", "trigger_run"))
     assert client.get(approve_url(run)).status_code == 405
     assert client.post(approve_url(run), csrf=False).status_code == 403
     assert CsrfClient().post(approve_url(run)).status_code == 302  # anonymous: to the login page
@@ -109,7 +109,7 @@ def test_only_the_latest_run_that_held_removals_can_be_approved(holder):
     older = run_pipeline("holder")
     newer = run_pipeline("holder")
     assert not can_approve_removals(older) and can_approve_removals(newer)
-    result = approve_removals(older, user=make_user("ops", "trigger_run"))
+    result = approve_removals(older, user=make_user("ops", "view_run", "view_runerror", "trigger_run"))
     assert not result.queued and "a newer run of holder exists" in result.message
     assert not can_approve_removals(run_pipeline("holder", dry_run=True))
 
@@ -121,7 +121,7 @@ def test_an_approval_that_cannot_be_queued_is_rolled_back(holder):
     assert not can_approve_removals(held)  # a newer run exists while it runs
     running.delete()
     Run.objects.create(pipeline="holder", status=RunStatus.RUNNING, started_at=held.started_at)
-    result = approve_removals(held, user=make_user("ops", "trigger_run"))
+    result = approve_removals(held, user=make_user("ops", "view_run", "view_runerror", "trigger_run"))
     assert not result.queued and "already running" in result.message
     held.refresh_from_db()
     assert held.removals_approved_at is None

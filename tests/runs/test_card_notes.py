@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from runs import pipeline as registry
+from runs.permissions import ensure_volunteers_group
 from runs.pipeline import CardNote, add_card_note
 
 pytestmark = pytest.mark.django_db
@@ -14,7 +15,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff_client(client):
-    client.force_login(User.objects.create_user("volunteer", password="pw-123-secret", is_staff=True))
+    user = User.objects.create_user("volunteer", password="pw-123-secret", is_staff=True)
+    user.groups.add(ensure_volunteers_group())  # the dashboard's view permissions
+    client.force_login(user)
     return client
 
 

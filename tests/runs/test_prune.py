@@ -129,3 +129,17 @@ def test_the_command_prints_what_it_removed():
     )
     with pytest.raises(CommandError):
         call_command("prunruns", "--keep-days", "0")
+
+
+@pytest.mark.parametrize("value", ["99999999999", "0", "-3", "ten"])
+def test_out_of_range_days_are_a_usage_error_not_a_traceback(subprocess_env, value):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "prunruns", "--keep-days", value],
+                            env=subprocess_env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "argument --keep-days: must be" in result.stderr and repr(value) in result.stderr

@@ -24,6 +24,7 @@ from django_q.models import Schedule, Task
 from django_q.tasks import async_task
 
 from runs.models import Run
+from runs.permissions import ensure_volunteers_group
 from runs.scheduling import sync_schedules
 from tests.conftest import ROOT
 
@@ -84,6 +85,7 @@ def cluster_env(subprocess_env):
 def test_two_pipelines_and_a_reader_never_see_database_is_locked(cluster_env, tmp_path):
     env = {**cluster_env, "SLOW_SECONDS": "2.5"}
     staff = get_user_model().objects.create_user("viewer", password="x", is_staff=True)
+    staff.groups.add(ensure_volunteers_group())
     stop_reading = threading.Event()
     reads, read_errors = [], []
 
@@ -167,7 +169,149 @@ def test_a_killed_cluster_leaves_a_run_the_reaper_abandons_after_restart(cluster
         # Cancel works across processes: the worker's tracker notices the request.
         next_run.request_cancel()
         wait_for(lambda: Run.objects.filter(pk=next_run.pk, status="cancelled").exists(), 15, "the cancel")
-        assert Task.objects.filter(func="runs.tasks.reap_stale_runs_task", success=True).exists()
+        # The monitor saves a task's result shortly after the task returns.
+        wait_for(lambda: Task.objects.filter(func="runs.tasks.reap_stale_runs_task", success=True).exists(), 15,
+                 "the reaper task's result")
     finally:
         second.stop()
     assert "locked" not in log.read_text(errors="replace").lower()
+
+
+# --- clean stops (systemd sends SIGTERM to the main process or the whole group) ---
+
+
+def _group_gone(pgid):
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _wait_for_exit(cluster, timeout):
+    try:
+        return cluster.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"qcluster did not stop within {timeout}s:\n{cluster.output()[-3000:]}") from None
+
+
+def _started(cluster):
+    # The sentinel and two workers are up once a worker says it is ready.
+    wait_for(lambda: cluster.output().count("ready for work") >= 2, 30, "the workers to start")
+
+
+@pytest.mark.parametrize("target", ["main", "group"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_idle_cluster_stops_on_a_signal(cluster_env, tmp_path, target, signum):
+    cluster = Cluster({**cluster_env, "LOG_LEVEL": "INFO"}, tmp_path / "qcluster.log")
+    try:
+        _started(cluster)
+        started = time.monotonic()
+        if target == "group":
+            os.killpg(cluster.proc.pid, signum)
+        else:
+            cluster.proc.send_signal(signum)
+        assert _wait_for_exit(cluster, 30) == 0, cluster.output()[-3000:]
+        assert time.monotonic() - started < 30
+        wait_for(lambda: _group_gone(cluster.proc.pid), 10, "every cluster process to exit")
+    finally:
+        cluster.stop()
+    assert "Traceback" not in cluster.output()
+
+
+@pytest.mark.parametrize(("target", "signum"), [("main", signal.SIGTERM), ("group", signal.SIGTERM),
+                                               ("group", signal.SIGINT)])
+def test_a_running_pipeline_ends_cancelled_when_the_cluster_stops(cluster_env, tmp_path, target, signum):
+    env = {**cluster_env, "SLOW_SECONDS": "600"}
+    cluster = Cluster(env, tmp_path / "qcluster.log")
+    try:
+        task_id = async_task("runs.tasks.run_pipeline_task", "slow")
+        # Mid-step: items are being counted.
+        run = wait_for(lambda: Run.objects.running().filter(pipeline="slow", steps__skipped__gt=0).first(),
+                       30, "the slow run to be inside its step")
+        if target == "group":
+            os.killpg(cluster.proc.pid, signum)
+        else:
+            cluster.proc.send_signal(signum)
+        assert _wait_for_exit(cluster, 30) == 0, cluster.output()[-3000:]
+        wait_for(lambda: _group_gone(cluster.proc.pid), 10, "every cluster process to exit")
+    finally:
+        cluster.stop()
+    run.refresh_from_db()
+    assert run.status == "cancelled", (run.status, run.message, cluster.output()[-3000:])
+    assert run.message == "stopped: the scheduler is shutting down"
+    step = run.steps.get()
+    assert step.status == "cancelled" and step.reason == "stopped: the scheduler is shutting down"
+    assert run.task_id == task_id
+    # The task finished (one attempt): the queue will not start it again.
+    assert Task.objects.filter(id=task_id).exists()
+    from django_q.models import OrmQ
+
+    assert not OrmQ.objects.exists()
+    assert "Traceback" not in cluster.output()
+
+
+def test_a_killed_worker_frees_its_pipeline_at_once_after_the_reaper(cluster_env, tmp_path):
+    from django_q.models import OrmQ
+
+    from runs.models import ApiToken
+    from runs.runner import reap_stale_runs
+    from tests.runs.test_actions import CsrfClient, make_user, run_now_url, texts
+
+    env = {**cluster_env, "SLOW_SECONDS": "600", "RUNS_STALE_AFTER": "10"}
+    ops = make_user("ops", "trigger_run")
+    token = ApiToken.generate()
+    api_token = ApiToken(user=ops, name="monitor")
+    api_token.set_token(token)
+    api_token.save()
+    client = CsrfClient(ops)
+    cluster = Cluster(env, tmp_path / "qcluster.log")
+    try:
+        assert client.post(run_now_url("slow")).status_code == 302
+        victim = wait_for(lambda: Run.objects.running().filter(pipeline="slow", heartbeat_at__isnull=False).first(),
+                          30, "the slow run to start")
+        os.kill(victim.pid, signal.SIGKILL)  # the worker only, like the OOM killer
+        # The sentinel replaces the worker; the run is left running, its task locked in the queue.
+        wait_for(lambda: "reincarnated worker" in cluster.output(), 20, "a new worker")
+        assert OrmQ.objects.count() == 1
+        api = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert api.post(reverse("api:trigger", args=["slow"])).status_code == 409  # still running
+        assert reap_stale_runs(now=timezone.now() + timedelta(minutes=10)) == [victim.pk]
+        assert not OrmQ.objects.exists()  # released: it can never start again by itself
+        assert api.post(reverse("api:trigger", args=["slow"])).status_code == 202
+        again = wait_for(lambda: Run.objects.running().filter(pipeline="slow").first(), 30, "the new run")
+        assert again.pk != victim.pk and again.mode == "api"
+        assert texts(client.post(run_now_url("slow")))[-1] == f"slow is already running (run #{again.pk})."
+        assert Run.objects.filter(pipeline="slow").count() == 2  # exactly one new run
+        again.request_cancel()
+        wait_for(lambda: Run.objects.filter(pk=again.pk, status="cancelled").exists(), 15, "the cancel")
+    finally:
+        cluster.stop()
+    victim.refresh_from_db()
+    assert victim.status == "abandoned"
+    assert Run.objects.filter(pipeline="slow").count() == 2
+
+
+def test_a_pipeline_stuck_past_the_grace_period_is_killed_with_its_processes(cluster_env, tmp_path):
+    # `stuck` blocks inside one item: it never reaches a boundary.
+    env = {**cluster_env, "SLOW_SECONDS": "600", "Q_STOP_GRACE": "3"}
+    cluster = Cluster(env, tmp_path / "qcluster.log")
+    try:
+        async_task("runs.tasks.run_pipeline_task", "stuck")
+        # Inside the item, past every boundary (a signal before it would be a clean stop).
+        run = wait_for(lambda: Run.objects.running().filter(pipeline="stuck", steps__read=1).first(),
+                       30, "the stuck run to be inside its item")
+        worker = run.pid
+        started = time.monotonic()
+        os.killpg(cluster.proc.pid, signal.SIGTERM)
+        code = _wait_for_exit(cluster, 20)
+        assert code == 1, (Run.objects.filter(pk=run.pk).values("status", "message").first(), cluster.output())
+        assert time.monotonic() - started < 15
+        wait_for(lambda: _group_gone(cluster.proc.pid), 10, "every cluster process to exit")
+    finally:
+        cluster.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)
+    assert "did not stop within 3 s" in cluster.output()
+    run.refresh_from_db()
+    assert run.status == "running"  # left for the reaper, like a crash

@@ -32,3 +32,30 @@ def test_truncation_keeps_limits():
     tb = "head\n" + "x" * 10000 + "\nValueError: tail"
     cut = truncate_traceback(tb, 8000)
     assert len(cut) <= 8000 and cut.startswith("head") and cut.endswith("ValueError: tail")
+
+
+@pytest.mark.parametrize("shape", ["plain", "basic", "basic-user-only", "urlencoded", "urlencoded-plus", "inside"])
+def test_encoded_forms_of_a_configured_secret_are_masked(settings, shape):
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    from runs.redact import clear_secret_cache
+
+    key = "k3y+with/odd=chars&more"
+    settings.LAPOSTA_API_KEY = key
+    clear_secret_cache()
+    try:
+        shown = {
+            "plain": key,
+            "basic": base64.b64encode(f"{key}:".encode()).decode(),
+            "basic-user-only": base64.b64encode(key.encode()).decode(),
+            "urlencoded": quote(key, safe=""),
+            "urlencoded-plus": quote_plus(key),
+            "inside": "the server saw " + base64.b64encode(f"{key}:".encode()).decode() + " and refused it",
+        }[shape]
+        cleaned = redact(f"rejected account {shown} (no keyword near it)")
+        assert "***" in cleaned
+        for form in (key, quote(key, safe=""), quote_plus(key), base64.b64encode(f"{key}:".encode()).decode()[:-2]):
+            assert form not in cleaned
+    finally:
+        clear_secret_cache()

@@ -77,3 +77,20 @@ def test_a_scheduled_pipeline_runs_through_a_redis_broker(subprocess_env, redis_
     assert any(k.startswith("django_q:syncsite") for k in keys), keys
     log = cluster.output()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_release_tasks_removes_a_task_left_in_the_redis_list(redis_url):
+    from django_q.brokers.redis_broker import Redis
+    from django_q.signing import SignedPackage
+
+    from runs.services import release_tasks
+
+    url, client = redis_url
+    broker = Redis(list_key="syncsite")
+    broker.connection = client
+    for task_id in ("dead", "alive"):
+        broker.enqueue(SignedPackage.dumps({"id": task_id, "func": "runs.tasks.run_pipeline_task"}))
+    client.rpush(broker.list_key, b"not a signed package")
+    assert release_tasks(["dead", ""], broker=broker) == 1
+    left = client.lrange(broker.list_key, 0, -1)
+    assert len(left) == 2 and SignedPackage.loads(left[0])["id"] == "alive"

@@ -104,6 +104,24 @@ def test_the_reaper_abandons_runs_whose_heartbeat_stopped():
     assert reap_stale_runs(now=now) == []
 
 
+def test_the_reaper_releases_the_queued_task_of_an_abandoned_run():
+    from django_q.models import OrmQ
+    from django_q.tasks import async_task
+
+    from runs.services import trigger_run
+
+    dead = async_task("runs.tasks.run_pipeline_task", "clean")
+    other = async_task("runs.tasks.run_pipeline_task", "sample")
+    # A worker took the task (the ORM broker locks it for `retry` seconds) and died.
+    OrmQ.objects.update(lock=timezone.now() + timedelta(hours=3))
+    now = timezone.now()
+    Run.objects.create(pipeline="clean", status="running", started_at=now - timedelta(hours=1),
+                       heartbeat_at=now - timedelta(minutes=30), task_id=dead)
+    assert reap_stale_runs(now=now)
+    assert [entry.task_id() for entry in OrmQ.objects.all()] == [other]
+    assert trigger_run("clean").queued  # not "already queued"
+
+
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_is_abandoned_by_the_reaper_and_frees_the_lock(subprocess_env):
     env = {**subprocess_env, "SLOW_SECONDS": "60"}

@@ -1,6 +1,23 @@
-from django.core.management.base import BaseCommand, CommandError
+import argparse
+
+from django.core.management.base import BaseCommand
 
 from runs.retention import prune_runs
+
+MAX_DAYS = 36500  # a century; more would overflow the date arithmetic
+
+
+def _bounded(maximum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if not 1 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be between 1 and {maximum}, got {text!r}")
+        return value
+
+    return parse
 
 
 class Command(BaseCommand):
@@ -12,16 +29,14 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--keep-days", type=int, help="Override RUNS_KEEP_DAYS.")
-        parser.add_argument("--errors-keep-days", type=int, help="Override RUN_ERRORS_KEEP_DAYS.")
-        parser.add_argument("--changes-keep-days", type=int, help="Override RECORD_CHANGES_KEEP_DAYS.")
-        parser.add_argument("--batch-size", type=int, default=500, help="Runs per transaction (default 500).")
+        # Out-of-range values are usage errors (exit code 2), not tracebacks.
+        parser.add_argument("--keep-days", type=_bounded(MAX_DAYS), help="Override RUNS_KEEP_DAYS.")
+        parser.add_argument("--errors-keep-days", type=_bounded(MAX_DAYS), help="Override RUN_ERRORS_KEEP_DAYS.")
+        parser.add_argument("--changes-keep-days", type=_bounded(MAX_DAYS), help="Override RECORD_CHANGES_KEEP_DAYS.")
+        parser.add_argument("--batch-size", type=_bounded(100_000), default=500,
+                            help="Runs per transaction (default 500).")
 
     def handle(self, *args, keep_days, errors_keep_days, batch_size, changes_keep_days=None, **options):
-        for name, value in (("--keep-days", keep_days), ("--errors-keep-days", errors_keep_days),
-                            ("--batch-size", batch_size), ("--changes-keep-days", changes_keep_days)):
-            if value is not None and value < 1:
-                raise CommandError(f"{name} must be at least 1")
         result = prune_runs(keep_days=keep_days, errors_keep_days=errors_keep_days, batch_size=batch_size,
                             changes_keep_days=changes_keep_days)
         self.stdout.write(str(result))
