@@ -1,22 +1,33 @@
 """The read-only JSON API (plus one action: start a run), described in runs/openapi.yaml.
 
 Authentication: a staff session (the dashboard's login) or a per-user token
-sent as `Authorization: Bearer <token>` (created and revoked in the admin,
-stored hashed; the token's user must be an active staff member). A session
-POST is CSRF-checked; a token POST is not (a browser never sends the header
-on its own, which is what CSRF protection is about).
+sent as `Authorization: Bearer <token>` (created, given an optional expiry and
+revoked in the admin, stored hashed; the token's user must be an active staff
+member). A session POST is CSRF-checked; a token POST is not (a browser never
+sends the header on its own, which is what CSRF protection is about).
+Authorization is Django's model permissions, like the admin: `runs.view_run`
+for everything, `runs.view_runerror` for a run's errors, `runs.trigger_run`
+to start a run.
+
+The contract: every answer under /api/ is JSON, errors as {"error": "..."}
+(unknown paths and ids, undeclared methods with `Allow`, and unexpected
+exceptions included). Every parameter is checked exactly as openapi.yaml
+declares it (patterns, formats, ranges, enums), so what the spec accepts the
+server accepts and what it rejects the server answers with 400 and a message
+that names the parameter. tests/runs/test_api_contract.py holds both to it.
 
 Lists use keyset (cursor) pagination: no COUNT(*) over history tables and
-stable pages while new runs arrive.
+stable pages while new runs arrive. Cursors are plain (see CURSOR_RE and
+RUNS_CURSOR_RE) so that every value of the declared pattern is a position the
+server accepts, including every cursor it handed out.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import logging
+import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from urllib.parse import urlencode
@@ -25,17 +36,35 @@ from django.conf import settings
 from django.db.models import Q
 from django.http import FileResponse, HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
 from runs.models import ApiToken, Run, RunError, RunStatus, RunStep
 from runs.pipeline import UnknownPipeline, all_pipelines, get_pipeline
 
+logger = logging.getLogger("runs.api")
+
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.yaml"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+#: Ids are 64-bit (BigAutoField); a bigger number names nothing and must not reach the database.
+MAX_ID = 2**63 - 1
+#: The patterns below are the ones openapi.yaml declares; keep them in step.
+PIPELINE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+INTEGER_RE = re.compile(r"[0-9]{1,19}")
+#: Errors list: the id of the last error on the previous page.
+CURSOR_RE = re.compile(r"[0-9]{1,19}")
+#: Runs list: "<started_at in microseconds since 1970-01-01 UTC>_<id>" of the last run on the previous page.
+RUNS_CURSOR_RE = re.compile(r"(-?[0-9]{1,19})_([0-9]{1,19})")
+#: RFC 3339 full-date and date-time (what `format: date` / `date-time` mean in the spec; `t`/`z` may be lower case).
+DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+DATE_TIME_RE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
 #: last_used_at is written at most this often per token (a GET should not write per request).
 TOUCH_EVERY = timedelta(minutes=1)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -68,9 +97,11 @@ def authenticate(request: HttpRequest):
             raise ApiError(401, "Invalid token.")
         if token.revoked_at is not None:
             raise ApiError(401, "This token was revoked.")
+        now = timezone.now()
+        if token.is_expired(now):
+            raise ApiError(401, "This token has expired; ask an administrator for a new one.")
         if not (token.user.is_active and token.user.is_staff):
             raise ApiError(401, "The token's user is not an active staff member.")
-        now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > TOUCH_EVERY:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user, True
@@ -87,13 +118,16 @@ def _csrf_failure(request: HttpRequest) -> str | None:
     return None if response is None else "CSRF check failed: send the csrftoken cookie and X-CSRFToken header."
 
 
-def api_view(*, methods: tuple[str, ...] = ("GET",), permission: str | None = None) -> Callable:
+def api_view(*, methods: tuple[str, ...] = ("GET",), permissions: tuple[str, ...] = ("runs.view_run",)) -> Callable:
+    """Method check (405 with Allow), authentication (401), CSRF for sessions and
+    the model permissions (403), then the view; every outcome is JSON."""
+
     def decorate(view: Callable) -> Callable:
         @csrf_exempt  # checked below for sessions only
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs):
             if request.method not in methods:
-                response = _error(405, f"Method {request.method} not allowed.")
+                response = _error(405, f"Method {request.method} not allowed here; use {' or '.join(methods)}.")
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
@@ -102,16 +136,36 @@ def api_view(*, methods: tuple[str, ...] = ("GET",), permission: str | None = No
                     failure = _csrf_failure(request)
                     if failure:
                         raise ApiError(403, failure)
-                if permission and not user.has_perm(permission):
-                    raise ApiError(403, f"Permission {permission} required.")
+                missing = [p for p in permissions if not user.has_perm(p)]
+                if missing:
+                    raise ApiError(403, f"Permission {', '.join(missing)} required; an administrator can grant it.")
                 request.api_user = user
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return _error(exc.status, exc.message)
+            except Exception:
+                # Logged with the traceback for the operator; the client gets the
+                # documented JSON shape and nothing about the internals.
+                logger.exception("API error: %s %s", request.method, request.path)
+                return _error(500, "Internal error; it was logged for the administrator.")
 
         return wrapper
 
     return decorate
+
+
+@csrf_exempt
+def not_found(request: HttpRequest, path: str = ""):
+    """Any other path under /api/: a JSON 404 (never Django's HTML page), for every method."""
+    message = f"No API endpoint at {request.path}."
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not not_found:
+            message += f" Did you mean {request.path}/ ?"
+    return _error(404, message + " The endpoints are listed in /api/openapi.yaml.")
 
 
 # --- serialisation ----------------------------------------------------------------
@@ -176,56 +230,120 @@ def error_json(error: RunError) -> dict:
     }
 
 
-# --- cursors ----------------------------------------------------------------------
+# --- parameters and cursors ------------------------------------------------------
 
 
-def _encode_cursor(value: list) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+def _param(request: HttpRequest, name: str) -> str | None:
+    """One query parameter: None when absent, 400 when given more than once."""
+    values = request.GET.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ApiError(400, f"{name} was given {len(values)} times; give it once.")
+    return values[0]
 
 
-def _decode_cursor(raw: str) -> list:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error):
-        raise ApiError(400, "Invalid cursor.") from None
-    if not isinstance(value, list):
-        raise ApiError(400, "Invalid cursor.")
+def _integer(name: str, raw: str, *, minimum: int, maximum: int) -> int:
+    if not INTEGER_RE.fullmatch(raw):
+        raise ApiError(400, f"{name} must be a whole number from {minimum} to {maximum}, got {raw[:40]!r}.")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise ApiError(400, f"{name} must be a whole number from {minimum} to {maximum}, got {raw[:40]!r}.")
     return value
 
 
 def _limit(request: HttpRequest) -> int:
-    raw = request.GET.get("limit", "")
-    if not raw:
+    raw = _param(request, "limit")
+    if raw is None:
         return DEFAULT_LIMIT
+    return _integer("limit", raw, minimum=1, maximum=MAX_LIMIT)
+
+
+def _clamped(build: Callable[[], datetime], *, low: bool) -> datetime:
+    """A moment that may fall outside Python's datetimes (year 0, 9999 with an
+    offset): clamped to the first or last representable one, which selects the
+    same runs."""
     try:
-        value = int(raw)
+        return build().astimezone(UTC)
+    except (OverflowError, ValueError):
+        return EARLIEST if low else LATEST
+
+
+def _parse_since(raw: str) -> datetime:
+    """RFC 3339 full-date (midnight in the site's time zone) or date-time, exactly
+    what openapi.yaml's `format: date` / `date-time` accept."""
+    message = ("since must be an RFC 3339 date or date-time, e.g. 2025-01-31 or 2025-01-31T08:00:00Z, "
+               f"got {raw[:40]!r}.")
+    if match := DATE_RE.fullmatch(raw):
+        year, month, day = (int(g) for g in match.groups())
+        if year == 0:
+            _check_day(0, month, day, message)
+            return EARLIEST
+        day_ = _day(year, month, day, message)
+        return _clamped(lambda: timezone.make_aware(datetime(day_.year, day_.month, day_.day)), low=year < 5000)
+    match = DATE_TIME_RE.fullmatch(raw)
+    if match is None:
+        raise ApiError(400, message)
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction, sign, off_h, off_m = match.group(7), match.group(9), match.group(10), match.group(11)
+    offset_min = 0
+    if sign:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise ApiError(400, message)
+        offset_min = (int(off_h) * 60 + int(off_m)) * (-1 if sign == "-" else 1)
+    if hour > 23 or minute > 59 or second > 60:
+        raise ApiError(400, message)
+    if year == 0:
+        _check_day(0, month, day, message)
+        return EARLIEST
+    day_ = _day(year, month, day, message)
+    # A leap second (hh:mm:60) is the last instant of its minute here.
+    micro = 999_999 if second == 60 else int((fraction or ".0")[1:7].ljust(6, "0"))
+    naive = datetime(day_.year, day_.month, day_.day, hour, minute, min(second, 59), micro)
+    tz = timezone.get_fixed_timezone(offset_min)
+    return _clamped(lambda: naive.replace(tzinfo=tz), low=year < 5000)
+
+
+def _day(year: int, month: int, day: int, message: str) -> date:
+    try:
+        return date(year, month, day)
     except ValueError:
-        raise ApiError(400, "limit must be a whole number.") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}.")
-    return value
+        raise ApiError(400, message) from None
+
+
+def _check_day(year: int, month: int, day: int, message: str) -> None:
+    # Year 0 (1 BC) is a leap year in RFC 3339's proleptic calendar; 2000 has the same month lengths.
+    _day(2000, month, day, message)
+
+
+def _runs_cursor(run: Run) -> str:
+    delta = run.started_at - EPOCH
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return f"{micros}_{run.pk}"
+
+
+def _parse_runs_cursor(raw: str) -> tuple[datetime, int]:
+    match = RUNS_CURSOR_RE.fullmatch(raw)
+    if match is None:
+        raise ApiError(400, "Invalid cursor: pass the cursor from the previous page's `next` unchanged.")
+    micros, pk = int(match.group(1)), int(match.group(2))
+    try:
+        started_at = EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        started_at = EARLIEST if micros < 0 else LATEST
+    return started_at, min(pk, MAX_ID)
+
+
+def _parse_id_cursor(raw: str) -> int:
+    if not CURSOR_RE.fullmatch(raw):
+        raise ApiError(400, "Invalid cursor: pass the cursor from the previous page's `next` unchanged.")
+    return min(int(raw), MAX_ID)
 
 
 def _next_url(request: HttpRequest, cursor: str) -> str:
     params = request.GET.copy()
     params["cursor"] = cursor
     return request.build_absolute_uri(f"{request.path}?{urlencode(sorted(params.items()))}")
-
-
-def _parse_since(raw: str) -> datetime:
-    try:
-        value = parse_datetime(raw)
-        if value is None:
-            day = parse_date(raw)
-            if day is not None:
-                value = datetime(day.year, day.month, day.day)
-    except ValueError:
-        value = None
-    if value is None:
-        raise ApiError(400, "since must be an ISO 8601 date or date-time, e.g. 2025-01-31 or 2025-01-31T08:00:00Z.")
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value)
-    return value
 
 
 # --- views ------------------------------------------------------------------------
@@ -263,35 +381,31 @@ def pipelines(request):
 @api_view()
 def runs(request):
     qs = Run.objects.order_by("-started_at", "-id")
-    if pipeline := request.GET.get("pipeline"):
+    if (pipeline := _param(request, "pipeline")) is not None:
+        if not PIPELINE_RE.fullmatch(pipeline):
+            raise ApiError(400, "pipeline must be a pipeline name: up to 64 letters, digits, '.', '_' or '-'.")
         qs = qs.filter(pipeline=pipeline)
-    if status := request.GET.get("status"):
+    if (status := _param(request, "status")) is not None:
         if status not in RunStatus.values:
             raise ApiError(400, f"status must be one of: {', '.join(RunStatus.values)}.")
         qs = qs.filter(status=status)
-    if since := request.GET.get("since"):
+    if (since := _param(request, "since")) is not None:
         qs = qs.filter(started_at__gte=_parse_since(since))
-    if cursor := request.GET.get("cursor"):
-        value = _decode_cursor(cursor)
-        try:
-            started_at, pk = datetime.fromisoformat(value[0]), int(value[1])
-        except (IndexError, TypeError, ValueError):
-            raise ApiError(400, "Invalid cursor.") from None
+    if (cursor := _param(request, "cursor")) is not None:
+        started_at, pk = _parse_runs_cursor(cursor)
         # Keyset: strictly after the last row of the previous page.
         qs = qs.filter(Q(started_at__lt=started_at) | Q(started_at=started_at, pk__lt=pk))
     limit = _limit(request)
     page = list(qs[: limit + 1])
     more = len(page) > limit
     page = page[:limit]
-    next_url = None
-    if more:
-        last = page[-1]
-        next_url = _next_url(request, _encode_cursor([last.started_at.isoformat(), last.pk]))
+    next_url = _next_url(request, _runs_cursor(page[-1])) if more else None
     return JsonResponse({"results": [run_json(r, request) for r in page], "next": next_url})
 
 
 def _get_run(pk: int) -> Run:
-    run = Run.objects.filter(pk=pk).first()
+    # The URL takes any digits; a number past 64 bits names no run (and would overflow the query).
+    run = Run.objects.filter(pk=pk).first() if pk <= MAX_ID else None
     if run is None:
         raise ApiError(404, f"No run #{pk}.")
     return run
@@ -308,41 +422,36 @@ def run_detail(request, pk: int):
     return JsonResponse(data)
 
 
-@api_view()
+@api_view(permissions=("runs.view_run", "runs.view_runerror"))
 def run_errors(request, pk: int):
     run = _get_run(pk)
     # runerror_run_step index narrows to the run; a run's errors are few enough to sort.
     qs = RunError.objects.filter(run=run).order_by("id")
-    if step := request.GET.get("step"):
-        try:
-            qs = qs.filter(step_id=int(step))
-        except ValueError:
-            raise ApiError(400, "step must be a step id.") from None
-    if cursor := request.GET.get("cursor"):
-        value = _decode_cursor(cursor)
-        try:
-            qs = qs.filter(pk__gt=int(value[0]))
-        except (IndexError, TypeError, ValueError):
-            raise ApiError(400, "Invalid cursor.") from None
+    if (step := _param(request, "step")) is not None:
+        qs = qs.filter(step_id=_integer("step", step, minimum=1, maximum=MAX_ID))
+    if (cursor := _param(request, "cursor")) is not None:
+        qs = qs.filter(pk__gt=_parse_id_cursor(cursor))
     limit = _limit(request)
     page = list(qs[: limit + 1])
     more = len(page) > limit
     page = page[:limit]
-    next_url = _next_url(request, _encode_cursor([page[-1].pk])) if more else None
+    next_url = _next_url(request, str(page[-1].pk)) if more else None
     return JsonResponse(
         {"run_id": run.pk, "error_count": run.error_count, "results": [error_json(e) for e in page],
          "next": next_url}
     )
 
 
-@api_view(methods=("POST",), permission="runs.trigger_run")
+@api_view(methods=("POST",), permissions=("runs.trigger_run",))
 def trigger(request, name: str):
     from runs.services import trigger_run
 
     try:
+        if not PIPELINE_RE.fullmatch(name):
+            raise UnknownPipeline(name)
         get_pipeline(name)
-    except UnknownPipeline as exc:
-        raise ApiError(404, str(exc)) from None
+    except UnknownPipeline:
+        raise ApiError(404, f"No pipeline named {name[:64]!r}; GET /api/pipelines/ lists them.") from None
     result = trigger_run(name, user=request.api_user, mode="api")
     running = getattr(result, "running_run", None)
     body = {
