@@ -127,7 +127,7 @@ def api_view(*, methods: tuple[str, ...] = ("GET",), permissions: tuple[str, ...
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs):
             if request.method not in methods:
-                response = _error(405, f"Method {request.method} not allowed here; use {' or '.join(methods)}.")
+                response = _error(405, f"Method {request.method[:20]} not allowed here; use {' or '.join(methods)}.")
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
