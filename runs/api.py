@@ -291,13 +291,14 @@ def _parse_since(raw: str) -> datetime:
         if int(off_h) > 23 or int(off_m) > 59:
             raise ApiError(400, message)
         offset_min = (int(off_h) * 60 + int(off_m)) * (-1 if sign == "-" else 1)
-    if hour > 23 or minute > 59 or second > 60:
+    # A leap second (hh:mm:60) exists only as the last second of a UTC day.
+    if hour > 23 or minute > 59 or second > 60 or (second == 60 and (hour * 60 + minute - offset_min) % 1440 != 1439):
         raise ApiError(400, message)
     if year == 0:
         _check_day(0, month, day, message)
         return EARLIEST
     day_ = _day(year, month, day, message)
-    # A leap second (hh:mm:60) is the last instant of its minute here.
+    # A leap second is taken as the last instant of its minute.
     micro = 999_999 if second == 60 else int((fraction or ".0")[1:7].ljust(6, "0"))
     naive = datetime(day_.year, day_.month, day_.day, hour, minute, min(second, 59), micro)
     tz = timezone.get_fixed_timezone(offset_min)
