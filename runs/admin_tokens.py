@@ -2,7 +2,9 @@
 
 A token is generated when the admin saves a new one and shown once, on the
 page that answers the save; only its hash is stored. Revoking keeps the row
-(so the API can answer "revoked" and the history stays).
+(so the API can answer "revoked" and the history stays). An optional expiry
+(`expires_at`) can be set when the token is made and changed later; an
+expired token answers 401 like a revoked one.
 """
 
 from django.contrib import admin, messages
@@ -14,7 +16,7 @@ from runs.models import ApiToken, Notification
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "active")
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "expires_at", "active")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     list_select_related = ("user",)
     search_fields = ("name", "user__username", "prefix")
@@ -23,15 +25,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("name", "user")
-        return ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
+            return ("name", "user", "expires_at")
+        return ("name", "user", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
         return ("user", "prefix", "created_at", "last_used_at", "revoked_at")
 
-    @admin.display(boolean=True, description="Active", ordering="revoked_at")
+    @admin.display(boolean=True, description="Active")
     def active(self, obj: ApiToken) -> bool:
         return obj.is_active
 

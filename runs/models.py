@@ -378,6 +378,10 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Optional: after this moment the API answers 401 (an expired token is kept, like a revoked one).
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Optional. After this moment the token no longer works."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -402,9 +406,12 @@ class ApiToken(models.Model):
         self.token_hash = self.hash(raw)
         self.prefix = raw[: len(self.PREFIX) + 6]
 
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired()
 
 
 class AlertState(models.Model):

@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from runs import api, health
 
@@ -16,6 +16,8 @@ api_patterns = [
     path("runs/<int:pk>/errors/", api.run_errors, name="run-errors"),
     path("problems/", api.problems, name="problems"),
     path("openapi.yaml", api.openapi, name="openapi"),
+    # Last: any other path under /api/ is a JSON 404, not Django's HTML page.
+    re_path(r"^(?P<path>.*)$", api.not_found, name="not-found"),
 ]
 
 urlpatterns = [

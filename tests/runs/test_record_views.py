@@ -22,7 +22,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff(db):
     user = User.objects.create_user("volunteer", password="pw-123-secret", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="trigger_run"))
+    # The dashboard's view permissions (runs and errors) plus starting runs.
+    user.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="runs", codename__in=["view_run", "view_runerror", "trigger_run"]))
     return User.objects.get(pk=user.pk)
 
 
@@ -193,6 +195,7 @@ def test_the_overview_counts_open_problems_and_the_pipeline_page_lists_them(staf
 
 
 def test_a_scoped_run_shows_its_scope_on_its_page_and_in_the_api(staff_client, staff):
+    staff.user_permissions.add(Permission.objects.get(codename="view_run"))
     run = Run.objects.create(pipeline="sample", status="success", only=["AAA1111"])
     html = staff_client.get(run.get_absolute_url()).content.decode()
     assert "Scoped run" in html and reverse("runs:record", kwargs={"identifier": "AAA1111"}) in html
@@ -203,7 +206,9 @@ def test_a_scoped_run_shows_its_scope_on_its_page_and_in_the_api(staff_client, s
 # --- API ---------------------------------------------------------------------------------
 
 
-def test_api_problems_lists_open_ones_with_a_cursor_and_resolved_on_request(staff_client):
+def test_api_problems_lists_open_ones_with_a_cursor_and_resolved_on_request(staff_client, staff):
+    # A problem carries a record's latest error message: the API asks for the errors' permission too.
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_run", "view_runerror"]))
     now = timezone.now()
     RecordProblem.objects.bulk_create(
         [RecordProblem(pipeline="sample", identifier=f"ID{i:02d}", message=f"m{i}", last_seen_at=now - timedelta(
