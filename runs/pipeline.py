@@ -266,10 +266,27 @@ class PipelineRun:
         self.child_statuses: list[str] = []
         self.step_results: list[Step] = []
         self.current_step: Step | None = None
+        self._on_finish: list[Callable[[], Any]] = []
 
     @property
     def run_id(self) -> int | None:
         return self.tracker.run_id
+
+    def on_finish(self, callback: Callable[[], Any]) -> None:
+        """Call `callback` when the run ends, however it ends (last registered, first called).
+
+        For resources a run holds across its steps, e.g. a logged-in browser.
+        """
+        self._on_finish.append(callback)
+
+    def finish(self) -> None:
+        """Run the on_finish callbacks (the runner does this); a failing one is logged, never raised."""
+        while self._on_finish:
+            callback = self._on_finish.pop()
+            try:
+                callback()
+            except Exception:
+                logger.exception("run %s: an on_finish callback failed", self.run_id)
 
     def step(self, name: str, *, critical: bool = True, total: int | None = None) -> Step:
         return Step(self, name, critical=critical, total=total)

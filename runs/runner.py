@@ -84,6 +84,7 @@ def run_pipeline(
                                  message=message, traceback=format_exception(exc))
         logger.error("pipeline %s failed: %s", name, message)
     finally:
+        run.finish()
         if status is None:
             status = compute_run_status([s.status for s in tracker.steps.values()], tracker.error_count,
                                         run.child_statuses)
