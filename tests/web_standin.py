@@ -243,8 +243,9 @@ class SportlinkStandIn(StandIn):
             body = (nav + f'<button id="{self.id("btnShowMore")}" onclick="more()">Meer filters</button>'
                     '<div id="more" style="display:none">'
                     f'<label><input type="checkbox" id="{self.id("scFetchUnionTeams_input")}"> Bondsteams</label>'
-                    + "".join(f'<button class="chip on" id="{self.id("chipStatus" + s)}" data-status="{s}" '
-                              'onclick="this.classList.toggle(\'on\')">' + s + "</button>"
+                    # By default the search selects active members and those eligible for removal.
+                    + "".join(f'<button class="chip{" on" * (s != "INACTIVE")}" id="{self.id("chipStatus" + s)}" '
+                              f'data-status="{s}" onclick="this.classList.toggle(\'on\')">{s}</button>'
                               for s in ("ACTIVE", "ELIGABLE_FOR_REMOVE", "INACTIVE"))
                     + f'</div><button id="{self.id("btnSearch")}" onclick="search()">Zoeken</button>')
             script = (
