@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import re
 from pathlib import Path
@@ -25,12 +24,10 @@ BLOCKED = re.compile(r"(ajax\.googleapis\.com/.*jquery|maxcdn\.bootstrapcdn\.com
 def nikki_totp_now(secret: str) -> str:
     """An `otpauth://` URL gives a base32 secret and its parameters; otherwise the secret's
     ASCII bytes are the HMAC-SHA1 key (as Nikki's authenticator set-up shows it)."""
-    import pyotp
+    from pipelines.web.totp import code_from_key
 
     try:
-        if secret.startswith("otpauth://"):
-            return pyotp.parse_uri(secret).now()
-        return pyotp.TOTP(base64.b32encode(secret.encode()).decode()).now()
+        return code_from_key(secret)
     except (ValueError, UnicodeEncodeError):
         raise LoginRefused("NIKKI_OTP_SECRET is neither an otpauth:// URL nor a plain key: copy it again from "
                            "Nikki's two-factor set-up") from None

@@ -7,7 +7,6 @@ browser's thread and returns plain data.
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 from typing import Any
 
@@ -26,12 +25,12 @@ DISCIPLINE_TAB_SELECTORS = ('button:has-text("Individuele tuchtzaken")', '[data-
 
 
 def totp_now(secret: str) -> str:
-    """The current code of a base32 TOTP secret (RFC 6238: SHA-1, 6 digits, 30 s)."""
-    import pyotp
+    """The current code of the base32 SPORTLINK_OTP_SECRET."""
+    from pipelines.web.totp import code
 
     try:
-        return pyotp.TOTP(secret.replace(" ", "").upper()).now()
-    except (binascii.Error, ValueError):
+        return code(secret)
+    except ValueError:
         raise LoginRefused("SPORTLINK_OTP_SECRET is not a valid base32 secret: copy the secret shown when "
                            "two-factor authentication was set up for the Sportlink account") from None
 
