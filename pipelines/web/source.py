@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -121,9 +121,9 @@ class _WebSource:
     label: str = ""
     archived: list[str] = field(default_factory=list)
 
-    site = ""
-    credentials: tuple[str, ...] = ()
-    url_setting = ""
+    site: ClassVar[str] = ""
+    credentials: ClassVar[tuple[str, ...]] = ()
+    url_setting: ClassVar[str] = ""
 
     def describe(self) -> str:
         parts = urlsplit(getattr(settings, self.url_setting))
