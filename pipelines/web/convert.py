@@ -118,7 +118,8 @@ def members_table(body: Any, *, filename: str = "SearchMembers") -> Table:
                 raise UnexpectedShape(f"SearchMembers record {number} is not an object")
             get = item.get
             # The common case: every value a string or null (C-level calls only).
-            cells = [value if value.__class__ is str else _text_or_json(value) for value in map(get, keys)]
+            cells = [value if value.__class__ is str else "" if value is None else _text_or_json(value)
+                     for value in map(get, keys)]
             if cells[_INFIX]:
                 cells[_INFIX] = cells[_INFIX].lower()
             if not cells[_TEAMS]:

@@ -128,7 +128,8 @@ class _WebSource:
     def describe(self) -> str:
         parts = urlsplit(getattr(settings, self.url_setting))
         port = f":{parts.port}" if parts.port else ""
-        return f"{self.label} ({parts.scheme}://{parts.hostname or ''}{port}, web)"
+        return (f"{self.label} ({parts.scheme}://{parts.hostname or ''}{port}, web; raw downloads in "
+                f"{run_files_dir(self.run_id)})")
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         missing = _missing(self.credentials)

@@ -99,16 +99,13 @@ class Sportlink(Site):
 
     # -- members --------------------------------------------------------------------
 
-    def members(self, *, inactive: bool = False) -> bytes:
-        """SearchMembers' raw answer: `{"Members": [...]}` (active members with their union teams)."""
+    def members(self) -> bytes:
+        """SearchMembers' raw answer: `{"Members": [...]}` (the search's default selection, active
+        members, with their union teams)."""
         self.goto("/member/search", "member search")
         self.pause(1, 4)
         self.click("#btnShowMore", "member search", 20)
-        if inactive:
-            for chip in ("#chipStatusACTIVE", "#chipStatusELIGABLE_FOR_REMOVE", "#chipStatusINACTIVE"):
-                self.click(chip, "member search", 20)
-        else:
-            self.check("#scFetchUnionTeams_input", "member search", 20)
+        self.check("#scFetchUnionTeams_input", "member search", 20)
         self.find("#btnSearch", "member search", 20)
         got = self.capture({"SearchMembers": _is("POST", SEARCH_MEMBERS)},
                            lambda: self.page.click("#btnSearch"), 60)
