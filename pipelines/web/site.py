@@ -55,6 +55,7 @@ class Site:
         self.page = context.new_page()
         self.logged_in = False
         self.logins = 0
+        self.login_failure: WebSourceError | None = None
         self.rng = random.Random()
 
     @property
@@ -62,10 +63,19 @@ class Site:
         return getattr(settings, self.base_url_setting)
 
     def ensure_login(self) -> None:
-        if not self.logged_in:
-            self.logins += 1
+        if self.logged_in:
+            return
+        if self.login_failure is not None:
+            # Not tried again in this run (nor by the next children of `all`): a
+            # wrong password tried over and over can lock the account.
+            raise type(self.login_failure)(f"{self.login_failure} (not tried again in this run)")
+        self.logins += 1
+        try:
             self.login()
-            self.logged_in = True
+        except WebSourceError as exc:
+            self.login_failure = exc
+            raise
+        self.logged_in = True
 
     def login(self) -> None:  # pragma: no cover - every site has its own
         raise NotImplementedError

@@ -199,6 +199,18 @@ def test_a_wrong_password_fails_the_run_and_retires_nobody(sportlink, settings):
     assert sportlink.logins == 0
 
 
+def test_a_refused_login_is_not_tried_again_by_the_other_children_of_all(sportlink, settings):
+    settings.SPORTLINK_PASSWORD = "not-the-password"
+    run = run_pipeline("all")
+    children = {child.pipeline: child for child in Run.objects.filter(parent=run)}
+    assert children["people"].steps.get(name="sportlink-download").reason.startswith(
+        "Sportlink refused the login: check SPORTLINK_USERNAME and SPORTLINK_PASSWORD")
+    assert children["teams"].steps.get(name="team-download").reason.endswith("(not tried again in this run)")
+    assert [path for method, path in sportlink.requests if method == "POST"].count(
+        "/auth/realms/club/login-actions/authenticate") == 1
+    assert run.status == RunStatus.FAILED
+
+
 def test_a_wrong_code_names_the_secret_and_the_clock(sportlink, settings):
     settings.SPORTLINK_OTP_SECRET = pyotp.random_base32()
     run = run_pipeline("discipline")
