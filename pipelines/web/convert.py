@@ -117,7 +117,8 @@ def members_table(body: Any, *, filename: str = "SearchMembers") -> Table:
             if not isinstance(item, dict):
                 raise UnexpectedShape(f"SearchMembers record {number} is not an object")
             get = item.get
-            # The common case: every value a string or null (C-level calls only).
+            # Runs once per member of a 50,000-member club: strings and nulls take the short
+            # path; anything else (a number, a nested value) is written out as text.
             cells = [value if value.__class__ is str else "" if value is None else _text_or_json(value)
                      for value in map(get, keys)]
             if cells[_INFIX]:
