@@ -17,12 +17,15 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
 from pipelines.readers import SPECS_BY_KIND, ExportError, FileSpec, Table, classify, decode, open_table, split_rows
+
+if TYPE_CHECKING:
+    from pipelines.web.source import WebNikkiSource, WebSportlinkSource
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
@@ -180,7 +183,7 @@ def _scan_zip(data: bytes, files: list[ExportFile], photos: dict[str, ExportFile
                 photos[path.stem.upper()] = _memory_file(path.name, content)
 
 
-def sportlink_source(run: Any = None) -> ExportSource:
+def sportlink_source(run: Any = None) -> ExportSource | WebSportlinkSource:
     """The Sportlink source of `run`: export files, or Sportlink Club itself (SPORTLINK_SOURCE=web)."""
     if settings.SPORTLINK_SOURCE == "web":
         from pipelines.web.source import sportlink_web_source
@@ -189,7 +192,7 @@ def sportlink_source(run: Any = None) -> ExportSource:
     return ExportSource(settings.SPORTLINK_EXPORT_DIR or str(DEMO_DIR), label="Sportlink export")
 
 
-def nikki_source(run: Any = None) -> ExportSource:
+def nikki_source(run: Any = None) -> ExportSource | WebNikkiSource:
     """The Nikki source of `run`: export files, or Nikki's site itself (NIKKI_SOURCE=web)."""
     if settings.NIKKI_SOURCE == "web":
         from pipelines.web.source import nikki_web_source

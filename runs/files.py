@@ -6,14 +6,11 @@ when it prunes the run, so the files never outlive their history.
 
 from __future__ import annotations
 
-import logging
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
-
-logger = logging.getLogger("runs.files")
 
 
 def run_files_dir(run_id: int | None) -> Path:

@@ -28,6 +28,9 @@ PASSWORD = "Wachtwoord-Sportlink-42"
 OTP_SECRET = pyotp.random_base32()
 NIKKI_PASSWORD = "Wachtwoord-Nikki-42"
 NIKKI_KEY = "nikki-ascii-key-123"
+# A quarter of every wait: roomy for a busy CI machine (a 20 s wait is 5 s); the
+# tests of a wait running out shorten it further.
+SCALE = 0.25
 
 
 def member(code: str, first: str, last: str, **extra) -> dict:
@@ -90,7 +93,7 @@ def sportlink(browser_ready, settings, tmp_path):
         settings.SPORTLINK_PASSWORD = PASSWORD
         settings.SPORTLINK_OTP_SECRET = OTP_SECRET
         settings.WEB_SOURCE_PAUSES = False
-        settings.WEB_SOURCE_TIMEOUT_SCALE = 0.1
+        settings.WEB_SOURCE_TIMEOUT_SCALE = SCALE
         settings.RUNS_FILES_DIR = tmp_path / "runs"
         settings.MEDIA_ROOT = str(tmp_path / "media")
         settings.LAPOSTA_API_KEY = ""
@@ -113,7 +116,7 @@ def nikki(browser_ready, settings, tmp_path):
         settings.NIKKI_PASSWORD = NIKKI_PASSWORD
         settings.NIKKI_OTP_SECRET = NIKKI_KEY
         settings.WEB_SOURCE_PAUSES = False
-        settings.WEB_SOURCE_TIMEOUT_SCALE = 0.1
+        settings.WEB_SOURCE_TIMEOUT_SCALE = SCALE
         settings.RUNS_FILES_DIR = tmp_path / "runs"
         clear_secret_cache()
         yield standin
@@ -219,7 +222,8 @@ def test_a_wrong_code_names_the_secret_and_the_clock(sportlink, settings):
         "the two-factor code was rejected: check SPORTLINK_OTP_SECRET and the server clock")
 
 
-def test_a_renamed_element_names_the_page_and_the_selector(sportlink):
+def test_a_renamed_element_names_the_page_and_the_selector(sportlink, settings):
+    settings.WEB_SOURCE_TIMEOUT_SCALE = 0.1
     sportlink.switches.renamed.add("btnSearch")
     run = run_pipeline("people")
     assert run.status == RunStatus.FAILED
@@ -238,7 +242,8 @@ def test_an_endpoint_answering_500_is_quoted(sportlink):
     assert not Member.objects.get(knvb_id="KEEP001").is_former
 
 
-def test_a_slow_answer_runs_into_the_bounded_wait(sportlink):
+def test_a_slow_answer_runs_into_the_bounded_wait(sportlink, settings):
+    settings.WEB_SOURCE_TIMEOUT_SCALE = 0.1
     sportlink.switches.slow["DisciplineClubCasesPlayer"] = 8
     run = run_pipeline("discipline")
     assert run.status == RunStatus.FAILED
