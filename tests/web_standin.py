@@ -10,7 +10,8 @@ and Nikki's login form, `PHPSESSID`, `/leden` table and "Rapporten" CSV.
 Switches (attributes of `SportlinkStandIn.switches` / `NikkiStandIn.switches`):
 `renamed` (element ids served under another id), `fail` (endpoint -> HTTP
 status), `slow` (endpoint -> seconds before answering), `empty` (endpoints
-answer empty lists), `expire_on` (a page path that ends the session). Wrong
+answer empty lists), `expire_on` (a page path that ends the session),
+`on_hit` (endpoint -> a function called when it is asked for). Wrong
 passwords and codes are simply wrong settings: the stand-in checks the real
 ones.
 """
@@ -25,6 +26,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +49,8 @@ class Switches:
     slow: dict[str, float] = field(default_factory=dict)
     empty: set[str] = field(default_factory=set)
     expire_on: str = ""
+    # endpoint -> a function called (in the server's thread) when it is asked for
+    on_hit: dict[str, Callable[[], object]] = field(default_factory=dict)
 
 
 def _page(title: str, body: str, script: str = "") -> bytes:
@@ -93,6 +97,8 @@ class StandIn:
     def endpoint(self, name: str, handler: _Handler) -> bool:
         """Apply the `slow` and `fail` switches to `name`; True when an error was sent."""
         self.hits[name] += 1
+        if name in self.switches.on_hit:
+            self.switches.on_hit[name]()
         delay = self.switches.slow.get(name)
         if delay:
             time.sleep(delay)

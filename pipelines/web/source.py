@@ -120,6 +120,7 @@ class _WebSource:
     run_id: int | None
     label: str = ""
     archived: list[str] = field(default_factory=list)
+    cancelled: Any = None  # the run's cancel event, for the long loops in the browser's thread
 
     site: ClassVar[str] = ""
     credentials: ClassVar[tuple[str, ...]] = ()
@@ -163,8 +164,8 @@ class WebSportlinkSource(_WebSource):
     credentials = ("SPORTLINK_USERNAME", "SPORTLINK_PASSWORD", "SPORTLINK_OTP_SECRET")
     url_setting = "SPORTLINK_URL"
 
-    def __init__(self, session: WebSession, run_id: int | None) -> None:
-        super().__init__(session, run_id, label="Sportlink Club")
+    def __init__(self, session: WebSession, run_id: int | None, cancelled: Any = None) -> None:
+        super().__init__(session, run_id, label="Sportlink Club", cancelled=cancelled)
 
     def table(self, kind: str) -> Table:
         if kind == "members":
@@ -200,7 +201,7 @@ class WebSportlinkSource(_WebSource):
     def function_rows(self) -> list[list[str]]:
         codes = [str(m.get("PublicPersonId") or "") for m in self.members()["Members"] if isinstance(m, dict)]
         codes = [code for code in dict.fromkeys(codes) if code]
-        answers, failed = self.call("committees", codes)
+        answers, failed = self.call("committees", codes, cancelled=self.cancelled)
         self.archive_json("sportlink-committees.json", {"answers": answers, "failed": failed})
         if failed:
             examples = "; ".join(f"{code}: {why}" for code, why in list(failed.items())[:3])
@@ -327,7 +328,9 @@ class WebNikkiSource(_WebSource):
 
 def sportlink_web_source(run: Any = None) -> WebSportlinkSource:
     session = session_for(run)
-    return WebSportlinkSource(session, run.run_id if run is not None else session.run_id)
+    if run is None:
+        return WebSportlinkSource(session, session.run_id)
+    return WebSportlinkSource(session, run.run_id, cancelled=run.tracker.cancel_event)
 
 
 def nikki_web_source(run: Any = None) -> WebNikkiSource:

@@ -157,11 +157,19 @@ class Sportlink(Site):
                               f"(member {knvb_id})")
         return self.json_body(got[endpoint], endpoint)
 
-    def committees(self, knvb_ids: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
-        """Each member's `{"Committee": [...]}`; and the members whose answer did not come, with why."""
+    def committees(self, knvb_ids: list[str], *, cancelled: Any = None) -> tuple[dict[str, Any], dict[str, str]]:
+        """Each member's `{"Committee": [...]}`; and the members whose answer did not come, with why.
+
+        `cancelled`: the run's cancel event (a threading.Event), checked before each member:
+        this loop visits every member and can take many minutes.
+        """
+        from runs.pipeline import Cancelled
+
         answers: dict[str, Any] = {}
         failed: dict[str, str] = {}
         for number, knvb_id in enumerate(knvb_ids):
+            if cancelled is not None and cancelled.is_set():
+                raise Cancelled()
             if number:
                 self.pause(0.5, 1.5)
             try:

@@ -275,6 +275,26 @@ def test_an_expired_session_says_so(sportlink):
     assert not TeamMembership.objects.exists()
 
 
+def test_a_cancel_request_stops_the_member_by_member_functions_download(sportlink):
+    # The functions tab is visited for every member (minutes in a real club): a cancel
+    # request from the dashboard is honoured between two members.
+    from django.utils import timezone
+
+    from tests.conftest import closing_connection
+
+    sportlink.switches.on_hit["MemberCommittees"] = closing_connection(
+        lambda: Run.objects.filter(pipeline="functions", status=RunStatus.RUNNING).update(
+            cancel_requested_at=timezone.now()))
+    sportlink.switches.slow["MemberCommittees"] = 1.0  # the tracker's writer notices meanwhile
+
+    run = run_pipeline("functions")
+
+    assert run.status == RunStatus.CANCELLED
+    assert run.steps.get(name="functions-download").status == StepStatus.CANCELLED
+    assert sportlink.hits["MemberCommittees"] < 4  # not every member was visited
+    assert not CommissieMembership.objects.exists()
+
+
 def test_a_wrong_nikki_login_fails_without_showing_the_password(nikki, settings):
     settings.NIKKI_PASSWORD = "Verkeerd-Wachtwoord-1"
     clear_secret_cache()
