@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -140,12 +141,17 @@ class _WebSource:
         return self.session.call(self.site, method, *args, **kwargs)
 
     def archive(self, name: str, data: bytes) -> Path | None:
-        """Keep a raw download gzipped in the run's folder; a full disk never fails the download."""
+        """Keep a raw download gzipped in the run's folder; a full disk never fails the download.
+
+        Personal data: the folder and the file are readable by syncsite's own user only.
+        """
         folder = run_files_dir(self.run_id)
         path = folder / f"{name}.gz"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(gzip.compress(data, compresslevel=6))
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(gzip.compress(data, compresslevel=6))
         except OSError as exc:
             logger.warning("could not keep the raw download %s: %s", path, exc)
             return None

@@ -159,6 +159,9 @@ def test_people_logs_in_once_and_reads_members_and_photos_like_an_export(sportli
     assert [m["PublicPersonId"] for m in archived(run, "sportlink-members.json")["Members"]] == \
         ["XKQP81B", "ABC12D3", "DEF45G6", "GHI78J9"]
     assert "Sportlink Club (http://127.0.0.1:" in run.steps.get(name="sportlink-download").detail["source"]
+    # Personal data: for syncsite's own user only.
+    assert (run_files_dir(run.pk) / "sportlink-members.json.gz").stat().st_mode & 0o077 == 0
+    assert run_files_dir(run.pk).stat().st_mode & 0o077 == 0
 
 
 def test_all_shares_one_browser_and_one_login_per_site(sportlink, nikki):
