@@ -11,6 +11,12 @@ Prints one JSON line. Targets: first_vs_raw <= 10, unchanged run >= 3x faster
 than the first, peak_rss_mb <= 300. A third run, after 1,000 members' city
 was changed with one `update()`, times the reverse-sync step that turns them
 into corrections.
+
+The web-source variant (also alone: `--web-only`) takes the same members as
+the JSON the Sportlink stand-in serves for SearchMembers and times its
+conversion into records (json.loads, pipelines.web.convert, read_members)
+against the CSV reader on the export (open_table, read_members); the browser
+is not measured. Target: web_vs_csv <= 1.2.
 """
 
 import argparse
@@ -92,11 +98,38 @@ def floor_in_subprocess(export: Path, workdir: Path) -> list[float]:
     return json.loads(out)
 
 
+def web_conversion(export: Path, repeat: int = 5) -> dict:
+    """Median seconds of JSON -> records (web source) and CSV -> records (export) for the same members."""
+    sys.path.insert(0, str(ROOT))
+    from pipelines.readers import open_table, read_members
+    from pipelines.web.convert import members_table
+    from tests.web_standin import SportlinkStandIn, members_json_from_csv
+
+    path = next(p for p in export.glob("Leden *.csv"))
+    csv_bytes = path.read_bytes()
+    # Exactly what the stand-in's SearchMembers answers for these members.
+    members = members_json_from_csv(csv_bytes)
+    json_bytes = json.dumps({"Members": [SportlinkStandIn._public(m, True) for m in members]}).encode()
+    csv_times, web_times = [], []
+    for _ in range(repeat):  # interleaved: the machine's noise hits both alike
+        started = time.perf_counter()
+        from_csv = read_members(open_table(path.name, csv_bytes))
+        csv_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        from_web = read_members(members_table(json.loads(json_bytes)))
+        web_times.append(time.perf_counter() - started)
+    assert len(from_web.records) == len(from_csv.records), "the two sources must give the same members"
+    csv_s, web_s = median(csv_times), median(web_times)
+    return {"web_members": len(from_web.records), "csv_reader_s": round(csv_s, 3),
+            "web_conversion_s": round(web_s, 3), "web_vs_csv": round(web_s / csv_s, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--members", type=int, default=50_000)
     parser.add_argument("--raw-floor", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--web-only", action="store_true", help="only the web source's conversion")
     args = parser.parse_args()
     if args.raw_floor:
         print(json.dumps(raw_floor(args.raw_floor, args.workdir)))
@@ -107,6 +140,9 @@ def main() -> None:
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "makedemo", "--members", str(args.members),
                     "--photos", "0", "--out", str(export)], check=True, cwd=ROOT, env=dict(os.environ),
                    stdout=subprocess.DEVNULL)
+    if args.web_only:
+        print(json.dumps(web_conversion(export)))
+        return
     # The machine is shared and noisy: the floor is measured (in a separate
     # process, so its rows do not count in this one's peak RSS) before and
     # after the pipeline runs, and the median taken.
@@ -158,6 +194,7 @@ def main() -> None:
         "corrected_run_s": round(corrected_run_s, 3),
         "reverse_sync_1000_corrections_ms": reverse_step.duration_ms,
         "corrections_created": reverse_step.created,
+        **web_conversion(export),
     }))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipelines.web.source import share_session
 from runs.pipeline import PipelineRun, UnknownPipeline, get_pipeline, register
 
 CHILDREN = ("people", "nikki", "teams", "functions", "discipline", "freescout")
@@ -10,6 +11,8 @@ CHILDREN = ("people", "nikki", "teams", "functions", "discipline", "freescout")
 @register("all")
 def run_all(run: PipelineRun) -> None:
     """people, nikki, teams, functions, discipline and freescout, in order; ends with the worst status."""
+    # One browser and one login for all children (when a source is the web).
+    share_session(run)
     for name in CHILDREN:
         try:
             get_pipeline(name)

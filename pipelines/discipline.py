@@ -17,7 +17,7 @@ FIELDS = ("member_id", "match_date", "match", "team_name", "description", "sanct
 @register("discipline", schedule="30 23 * * 1")
 def discipline(run: PipelineRun) -> None:
     """Discipline cases; a case of an unknown member is an error for that case."""
-    source = sportlink_source()
+    source = sportlink_source(run)
     result = download(run, "discipline-download", source, "discipline", read_discipline)
     cases = result.records
     if run.only is not None:

@@ -34,7 +34,7 @@ def _commissie_key(commissie_id: str, name: str) -> str:
 @register("functions", schedule="30 7,10,13,16 * * *")
 def functions(run: PipelineRun) -> None:
     """Commissies and the functions members hold in them."""
-    source = sportlink_source()
+    source = sportlink_source(run)
     result = download(run, "functions-download", source, "functions", read_functions, describe=lambda result: {
         "commissies": len({_commissie_key(r.commissie_id, r.commissie_name) for r in result.records})})
     roles = result.records

@@ -15,7 +15,7 @@ from runs.pipeline import PipelineRun, register
 @register("nikki", schedule="0 7 * * *")
 def nikki(run: PipelineRun) -> None:
     """Nikki contributions (several lines of one member and year summed) into the registry."""
-    source = nikki_source()
+    source = nikki_source(run)
     result = download(run, "nikki-download", source, "nikki", read_nikki,
                       describe=lambda result: {"contributions": len(result.records)})
     contributions = result.records

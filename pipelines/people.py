@@ -48,7 +48,7 @@ MEMBER_FIELDS = (
 @register("people", schedule="0 8,11,14,17 * * *")
 def people(run: PipelineRun) -> None:
     """Sportlink members and parents into the registry and Laposta; member photos."""
-    source = sportlink_source()
+    source = sportlink_source(run)
     with run.step("sportlink-download") as step:
         table = source.table("members")
         existing = existing_hashes(Member.objects.all(), "knvb_id")
@@ -203,6 +203,9 @@ def download_photos(step: Step, source: ExportSource) -> dict[str, tuple[str, by
     for code, export in source.photos().items():
         with step.item({"knvb_id": code}):
             data = export.load()
+            if not data:  # the web source found no photo after all (a 404 is not an error)
+                step.skipped()
+                continue
             photos[code] = (export.name, data, hashlib.sha256(data).hexdigest())
             step.read()
     return photos

@@ -166,6 +166,9 @@ class FileSpec:
     one_of: tuple[tuple[str, ...], ...] = ()
     #: What a data row is, for "the export has a header row but no member rows".
     row_noun: str = "data rows"
+    #: A header with no rows is a real answer (a club with no discipline cases
+    #: today), not a failed export. Only for kinds nothing is removed from.
+    may_be_empty: bool = False
 
     def column(self, key: str) -> Column:
         return next(c for c in self.columns if c.key == key)
@@ -253,6 +256,7 @@ DISCIPLINE = FileSpec(
     title="Discipline cases (one row per case)",
     signature=("Dossiernummer", "Dossier", "Dossier-ID", "Zaaknummer"),
     row_noun="discipline case rows",
+    may_be_empty=True,
     columns=(
         _c("dossier_id", "Dossiernummer", "Dossier", "Dossier-ID", "Zaaknummer", required=True),
         _c("knvb_id", *RELATIECODE, required=True),
@@ -638,7 +642,8 @@ def read_table(table: Table, convert: Callable[[dict[str, str]], object], *,
 
     With `key`, a second row with the same key is an error (the first wins).
     Every record must fit the registry (`check_fits`). A file with a header
-    and no data rows raises EmptyExport.
+    and no data rows raises EmptyExport, unless its kind may be empty
+    (FileSpec.may_be_empty: discipline cases).
     """
     result = result or ReadResult()
     seen: dict[str, int] = {}
@@ -662,7 +667,7 @@ def read_table(table: Table, convert: Callable[[dict[str, str]], object], *,
             _row_error(result, table, number, row, exc)
             continue
         result.records.append(record)
-    if not result.rows:
+    if not result.rows and not table.spec.may_be_empty:
         raise EmptyExport(table.filename, table.spec)
     result.bad_keys |= table.suspect_keys
     return result

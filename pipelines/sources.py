@@ -5,6 +5,9 @@ CSV files (and a `photos/` folder with `<relatiecode>.jpg|png`), or one or
 more https URLs (comma- or space-separated) of CSV files or of a zip archive
 holding them. Empty means the bundled demo exports in `pipelines/demo/`.
 Files are recognised by their header row, never by their name.
+
+With SPORTLINK_SOURCE=web / NIKKI_SOURCE=web the sources are the sites
+themselves (pipelines.web.source), behind the same interface.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -28,6 +32,9 @@ from pipelines.readers import (
     shown_headings,
     sniff,
 )
+
+if TYPE_CHECKING:
+    from pipelines.web.source import WebNikkiSource, WebSportlinkSource
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
@@ -236,11 +243,21 @@ def _scan_zip(data: bytes, files: list[ExportFile], photos: dict[str, ExportFile
                 photos[path.stem.upper()] = _memory_file(path.name, content)
 
 
-def sportlink_source() -> ExportSource:
+def sportlink_source(run: Any = None) -> ExportSource | WebSportlinkSource:
+    """The Sportlink source of `run`: export files, or Sportlink Club itself (SPORTLINK_SOURCE=web)."""
+    if settings.SPORTLINK_SOURCE == "web":
+        from pipelines.web.source import sportlink_web_source
+
+        return sportlink_web_source(run)
     return ExportSource(settings.SPORTLINK_EXPORT_DIR or str(DEMO_DIR), label="Sportlink export")
 
 
-def nikki_source() -> ExportSource:
+def nikki_source(run: Any = None) -> ExportSource | WebNikkiSource:
+    """The Nikki source of `run`: export files, or Nikki's site itself (NIKKI_SOURCE=web)."""
+    if settings.NIKKI_SOURCE == "web":
+        from pipelines.web.source import nikki_web_source
+
+        return nikki_web_source(run)
     return ExportSource(settings.NIKKI_EXPORT_DIR or str(DEMO_DIR), label="Nikki export")
 
 

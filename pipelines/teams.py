@@ -27,7 +27,7 @@ from runs.pipeline import PipelineRun, register
 @register("teams", schedule="0 6 * * 0")
 def teams(run: PipelineRun) -> None:
     """Teams (a renamed team keeps its Sportlink id) and the team work history."""
-    source = sportlink_source()
+    source = sportlink_source(run)
     result = download(run, "team-download", source, "teams", read_teams,
                       describe=lambda result: {"teams": len({r.team_id for r in result.records})})
     roles = result.records

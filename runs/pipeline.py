@@ -348,6 +348,7 @@ class PipelineRun:
             frozenset(str(i).strip().casefold() for i in tracker.only) if tracker.only else None)
         #: Steps recorded without tracking (no run row): the outcome is derived from these.
         self.local_steps: list[StepState] = []
+        self._on_finish: list[Callable[[], Any]] = []
 
     @property
     def run_id(self) -> int | None:
@@ -359,6 +360,21 @@ class PipelineRun:
         if self.only is None:
             return True
         return any(i is not None and str(i).strip().casefold() in self.only for i in identifiers)
+    def on_finish(self, callback: Callable[[], Any]) -> None:
+        """Call `callback` when the run ends, however it ends (last registered, first called).
+
+        For resources a run holds across its steps, e.g. a logged-in browser.
+        """
+        self._on_finish.append(callback)
+
+    def finish(self) -> None:
+        """Run the on_finish callbacks (the runner does this); a failing one is logged, never raised."""
+        while self._on_finish:
+            callback = self._on_finish.pop()
+            try:
+                callback()
+            except Exception:
+                logger.exception("run %s: an on_finish callback failed", self.run_id)
 
     def step(self, name: str, *, critical: bool = True, total: int | None = None) -> Step:
         return Step(self, name, critical=critical, total=total)

@@ -5,6 +5,7 @@
   parent's delete would cascade to them).
 - Per-item errors older than RUN_ERRORS_KEEP_DAYS go; the run keeps its
   `error_count`, so history stays truthful. The protected runs keep theirs.
+- A pruned run's folder of files (runs.files, e.g. its raw downloads) goes with it.
 - django-q2's task results and sent alert notifications older than
   RUNS_KEEP_DAYS go (Q_CLUSTER save_limit bounds successes only).
 - Record changes (RecordChange) older than RECORD_CHANGES_KEEP_DAYS go; a
@@ -30,6 +31,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from runs.files import remove_run_files
 from runs.models import Notification, RecordChange, RecordProblem, Run, RunError, RunStatus, RunStep
 
 logger = logging.getLogger("runs.retention")
@@ -143,6 +145,8 @@ def prune_runs(
             if children:
                 result.runs += _delete_where_in(run_table, "id", children)
             result.runs += _delete_where_in(run_table, "id", ids)
+        # After the commit: a rolled-back batch keeps its runs, so it keeps their files too.
+        remove_run_files(batch)
         if pause_s:
             time.sleep(pause_s)
 

@@ -98,6 +98,7 @@ def run_pipeline(
                                  message=message, traceback=format_exception(exc))
         logger.error("pipeline %s failed: %s", name, message)
     finally:
+        run.finish()
         if status is None:
             # The pipeline's own step states, tracked or not: the outcome never
             # depends on whether the runs table could be written.

@@ -388,6 +388,34 @@ SYNC_MAX_REMOVALS_MIN = env_int("SYNC_MAX_REMOVALS_MIN", 5, minimum=0)
 SECRET_SETTINGS = ("SECRET_KEY", "LAPOSTA_API_KEY", "FREESCOUT_API_KEY", "ALERT_WEBHOOK_URL")
 
 
+# --- web sources: Sportlink Club and Nikki fetched by a headless browser ---------
+
+# `files` (the default: exports in SPORTLINK_EXPORT_DIR / NIKKI_EXPORT_DIR, or
+# the bundled demo) or `web` (log in and download, see docs/web-source.md).
+SPORTLINK_SOURCE = env_choice("SPORTLINK_SOURCE", "files", ("files", "web"))
+NIKKI_SOURCE = env_choice("NIKKI_SOURCE", "files", ("files", "web"))
+SPORTLINK_URL = env_str("SPORTLINK_URL", "https://club.sportlink.com").rstrip("/")
+SPORTLINK_USERNAME = env_str("SPORTLINK_USERNAME")
+SPORTLINK_PASSWORD = env_str("SPORTLINK_PASSWORD")
+SPORTLINK_OTP_SECRET = env_str("SPORTLINK_OTP_SECRET")
+NIKKI_URL = env_str("NIKKI_URL", "https://mijn.nikki-online.nl").rstrip("/")
+NIKKI_USERNAME = env_str("NIKKI_USERNAME")
+NIKKI_PASSWORD = env_str("NIKKI_PASSWORD")
+NIKKI_OTP_SECRET = env_str("NIKKI_OTP_SECRET")
+# The Chromium binary Playwright drives (Debian's package by default).
+WEB_SOURCE_CHROMIUM = env_str("WEB_SOURCE_CHROMIUM", "/usr/bin/chromium")
+# Every bounded wait (45 s login, 20 s page element, 60 s answer ...) is multiplied by this.
+WEB_SOURCE_TIMEOUT_SCALE = env_float("WEB_SOURCE_TIMEOUT_SCALE", 1.0, minimum=0.01)
+# The small random pauses between pages, as a person would make them (off in tests).
+WEB_SOURCE_PAUSES = env_bool("WEB_SOURCE_PAUSES", True)
+# Photos are fetched for members whose Sportlink photo date is this recent, or who have none yet.
+SPORTLINK_PHOTO_DAYS = env_int("SPORTLINK_PHOTO_DAYS", 7, minimum=0)
+# Each run's raw downloads (gzipped) live in RUNS_FILES_DIR/<run id>/ and are pruned with the run.
+RUNS_FILES_DIR = Path(env_str("RUNS_FILES_DIR", str(VAR_DIR / "runs")))
+SECRET_SETTINGS += ("SPORTLINK_USERNAME", "SPORTLINK_PASSWORD", "SPORTLINK_OTP_SECRET", "NIKKI_USERNAME",
+                    "NIKKI_PASSWORD", "NIKKI_OTP_SECRET")
+
+
 # --- scheduling (django-q2) ----------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL")

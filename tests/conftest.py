@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,12 @@ def _spool_dir(settings, tmp_path):
     settings.RUNS_SPOOL_DIR = tmp_path / "spool"
 
 
+@pytest.fixture(autouse=True)
+def _private_run_files(settings, tmp_path_factory):
+    # Pruning in a test must never reach a developer's real var/runs/<id>/ folders.
+    settings.RUNS_FILES_DIR = tmp_path_factory.mktemp("run-files")
+
+
 @pytest.fixture
 def subprocess_env(transactional_db, tmp_path):
     """Environment for a `manage.py` subprocess that uses the test database."""
@@ -42,6 +49,7 @@ def subprocess_env(transactional_db, tmp_path):
         user, password, host, port = db["USER"], db["PASSWORD"], db["HOST"] or "127.0.0.1", db["PORT"] or 5432
         env["DATABASE_URL"] = f"postgres://{user}:{password}@{host}:{port}/{db['NAME']}"
     env["RUNS_EXTRA_PIPELINE_MODULES"] = "tests.sample_pipelines"
+    env["RUNS_FILES_DIR"] = str(settings.RUNS_FILES_DIR)
     env["DJANGO_SETTINGS_MODULE"] = "syncsite.settings"
     env["PYTHONPATH"] = str(ROOT)
     env.setdefault("LOG_LEVEL", "WARNING")

@@ -94,7 +94,8 @@ def pending(member):
 
 def staff(*codenames, username="volunteer"):
     user = User.objects.create_user(username, password="pw-for-tests-123", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    # Every volunteer may see the dashboard (runs.view_run); the rest is what the test gives.
+    user.user_permissions.add(*Permission.objects.filter(codename__in=(*codenames, "view_run")))
     client = Client()
     client.force_login(user)
     return user, client

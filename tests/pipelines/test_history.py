@@ -194,7 +194,8 @@ def test_the_record_page_shows_registry_values_and_destinations_in_fixed_queries
     for name in ("teams", "functions", "nikki", "discipline"):
         run_pipeline(name)
     user = User.objects.create_user("volunteer", password="pw-123-secret", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="trigger_run"))
+    user.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="runs", codename__in=["view_run", "view_runerror", "trigger_run"]))
     client.force_login(user)
     busy = (Member.objects.filter(team_memberships__isnull=False, contributions__isnull=False)
             .order_by("knvb_id").first())

@@ -338,7 +338,7 @@ def test_the_wrong_filter_approved_on_the_run_page_retires_and_deletes_once(expo
     keep_rows(export_file(export_dir, "Leden"), 1, with_email=True)
     held = run_pipeline("people")
     assert laposta.sent("DELETE") == []
-    user = make_user("secretaris", "trigger_run")
+    user = make_user("secretaris", "view_run", "view_runerror", "trigger_run")
     client = CsrfClient(user)
     page = client.get(reverse("runs:detail", args=[held.pk])).content.decode()
     assert "59 members marked former" in page and "Approve removals and run again" in page
