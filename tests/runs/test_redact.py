@@ -13,6 +13,13 @@ from runs.redact import redact, truncate, truncate_traceback
         ('{"access_token": "tok123456"}', "tok123456"),
         ("password=hunter2&user=bob", "hunter2"),
         ("client_secret: verysecret", "verysecret"),
+        ("credentials=opensesame42", "opensesame42"),
+        ('{"credentials": "opensesame42"}', "opensesame42"),
+        ("credential: opensesame42", "opensesame42"),
+        ("pwd=opensesame42", "opensesame42"),
+        ("X-FreeScout-API-Key: fs_key_987", "fs_key_987"),
+        ("Authorization: Bearer abc.def.ghi", "abc.def.ghi"),
+        ("refresh_token=opensesame42", "opensesame42"),
     ],
 )
 def test_secrets_are_masked(text, secret):

@@ -232,7 +232,37 @@ def test_the_heartbeat_and_live_counters_are_flushed_while_running():
         (["success"], 0, ["success", "failed", "partial"], "failed"),
         (["success"], 0, ["success", "skipped"], "partial"),
         (["success"], 0, ["abandoned"], "failed"),
+        (["success"], 0, ["success", "cancelled"], "cancelled"),
+        (["success"], 0, ["partial", "cancelled", "skipped"], "cancelled"),
+        (["success"], 0, ["cancelled", "failed"], "failed"),
+        (["success"], 0, ["skipped"], "partial"),
+        (["success", "partial"], 0, ["success"], "partial"),
+        ([], 0, [], "success"),
     ],
 )
 def test_compute_run_status(steps, errors, children, expected):
     assert compute_run_status(steps, errors, children) == expected
+
+
+def test_an_empty_identifier_is_not_present_in_the_precedence():
+    from types import SimpleNamespace
+
+    from pipelines.records import MemberRecord
+
+    t = RunTracker("people")
+    assert t.identify({"knvb_id": "", "email": "a@example.org"}) == ("a@example.org", "email")
+    assert t.identify({"knvb_id": None, "email": "", "team_name": "JO11-1"}) == ("JO11-1", "team")
+    assert t.identify({"knvb_id": "", "email": ""}) == ("", "")
+    assert t.identify(SimpleNamespace(knvb_id="", email="b@example.org")) == ("b@example.org", "email")
+    assert t.identify(MemberRecord(knvb_id="", email="c@example.org")) == ("c@example.org", "email")
+    assert t.identify(SimpleNamespace(knvb_id=None, commissie_name="Bestuur")) == ("Bestuur", "commissie")
+    assert t.identify(SimpleNamespace(other="x")) == ("", "")
+    assert t.identify({"identifier": "row 7", "identifier_kind": "row", "knvb_id": "ABC12D3"}) == ("row 7", "row")
+    assert t.identify("ABC12D3") == ("ABC12D3", "") and t.identify(None) == ("", "")
+
+
+def test_record_errors_skips_an_empty_identifier_for_the_next_key(tracker):
+    tracker.record_errors("sync", None, [{"knvb_id": "", "email": "a@example.org", "message": "bad"}])
+    tracker.end_run()
+    (error,) = errors_of(tracker.run_id)
+    assert (error.identifier, error.identifier_kind, error.message) == ("a@example.org", "email", "bad")

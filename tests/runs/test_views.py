@@ -185,7 +185,7 @@ def test_export_streams_the_filtered_runs_as_neutralised_csv(staff_client):
     assert rows[1][-1] == "'=HYPERLINK(\"http://evil\")"
 
 
-@pytest.mark.parametrize("value", ["=1+2", "+1", "-1", "@SUM(A1)", "\tx"])
+@pytest.mark.parametrize("value", ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\r=1+2"])
 def test_csv_cells_that_look_like_formulas_are_neutralised(value):
     from runs.views import csv_cell
 
