@@ -57,9 +57,43 @@ def test_summary_table_shows_each_step_and_the_worst_exit_code_wins():
     assert set(Run.objects.values_list("mode", flat=True)) == {"scheduled"}
 
 
-def test_dry_run_is_recorded():
-    runsync("clean", "--dry-run")
-    assert Run.objects.get(pipeline="clean").dry_run is True
+@pytest.mark.parametrize(
+    ("pipelines", "code"),
+    [
+        (["sample", "boom"], 1),  # failed is worse than partial, whichever comes first
+        (["boom", "sample"], 1),
+        (["clean", "selfcancel"], 1),  # cancelled is not a success
+        (["selfcancel", "clean"], 1),
+        (["clean", "clean"], 0),
+    ],
+)
+def test_with_several_pipelines_the_worst_outcome_sets_the_exit_code(pipelines, code):
+    got, out = runsync(*pipelines)
+    assert got == code
+    assert Run.objects.filter(parent__isnull=True).count() == len(pipelines)
+    if "selfcancel" in pipelines:
+        assert Run.objects.get(pipeline="selfcancel").status == "cancelled"
+        assert "selfcancel: cancelled" in out
+
+
+def test_partial_outranks_an_already_running_pipeline():
+    Run.objects.create(pipeline="clean", status="running", heartbeat_at=timezone.now())
+    assert runsync("clean", "sample")[0] == 3
+    assert runsync("sample", "clean")[0] == 3
+    assert runsync("clean", "clean")[0] == 4
+
+
+def test_dry_run_is_recorded_and_writes_nothing(export_dir):
+    from pipelines.models import Member
+
+    code, out = runsync("people", "--dry-run")
+    assert code == 3  # the demo export has bad rows
+    run = Run.objects.get(pipeline="people")
+    assert run.dry_run is True and run.mode == "manual"
+    assert "people: partial (dry run)" in out
+    sync = run.steps.get(name="rondo-club-sync")
+    assert sync.created > 60 and run.created == sync.created + run.steps.get(name="photo-sync").created
+    assert not Member.objects.exists()
 
 
 def test_an_unknown_pipeline_is_a_usage_error_listing_the_known_ones():
