@@ -78,3 +78,16 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require_module(name: str):
+    """Import a module a test needs; skip loudly outside CI, fail in CI (like require_binary)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        message = f"{name} cannot be imported ({exc}); `make setup` installs it"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
