@@ -150,6 +150,7 @@ def test_dates():
     ("1.234.567", Decimal("1234567")), ("1,234,567", Decimal("1234567")), ("1.23", Decimal("1.23")),
     ("12.5", Decimal("12.5")), ("€ 1.234,56-", Decimal("-1234.56")), ("1234,5", Decimal("1234.5")),
     ("-€1.234", Decimal("-1234")), ("(€ 5)", Decimal("-5")), ("0,00", Decimal("0.00")),
+    ("12,50 €", Decimal("12.50")), ("1\u00a0234,56", Decimal("1234.56")), ("10 EUR", Decimal("10")),
 ])
 def test_it_parses_signs_and_separators_of_amounts(text, amount):
     assert parse_amount(text) == amount

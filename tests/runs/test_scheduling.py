@@ -409,10 +409,14 @@ def test_a_run_that_started_exactly_at_the_slot_is_not_overdue():
     from runs.scheduling import is_overdue
 
     slot = utc(2026, 5, 4, 6, 0)  # 08:00 CEST
-    later = utc(2026, 5, 4, 12, 0)
-    assert not is_overdue("0 8 * * *", slot, now=later, grace=timedelta(hours=4))
-    assert is_overdue("0 8 * * *", slot - timedelta(microseconds=1), now=later, grace=timedelta(hours=4))
-    assert is_overdue("0 8 * * *", None, now=later, grace=timedelta(hours=4))
+    later = utc(2026, 5, 4, 9, 0)
+    grace = timedelta(hours=2)  # not the default: the argument must be the one applied
+    assert not is_overdue("0 8 * * *", slot, now=later, grace=grace)
+    assert is_overdue("0 8 * * *", slot - timedelta(microseconds=1), now=later, grace=grace)
+    assert is_overdue("0 8 * * *", None, now=later, grace=grace)
+    yesterday = slot - timedelta(days=1)
+    assert is_overdue("0 8 * * *", yesterday, now=later, grace=grace)
+    assert not is_overdue("0 8 * * *", yesterday, now=later, grace=timedelta(hours=4))  # today's not due yet
     assert not is_overdue(None, None, now=later)
 
 
