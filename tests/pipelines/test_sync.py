@@ -137,3 +137,60 @@ def test_source_hash_depends_on_every_value_and_its_order():
 def test_upserter_refuses_after_write_without_a_key_field():
     with pytest.raises(ValueError, match="key_field"):
         Upserter(None, Team, existing={}, fields=(), dry_run=True, after_write=lambda rows: None)
+
+
+def test_a_failing_batch_retried_row_by_row_counts_updates_as_updates(teams_pipeline):
+    teams_pipeline["rows"] = [("T1", "A"), ("T2", "B")]
+    run_pipeline(NAME)
+    teams_pipeline["rows"] = [("T1", "A2"), ("T2", None), ("T3", "C")]  # T2's update breaks the batch
+    run = run_pipeline(NAME)
+    assert counts(run) == (1, 1, 0, 1)
+    assert stored()["T1"][0] == "A2" and stored()["T2"][0] == "B" and "T3" in stored()
+
+
+@pytest.fixture
+def rows_pipeline():
+    """A pipeline whose download step reports the row errors of a ReadResult."""
+    from pipelines.readers import ReadResult, RowError
+    from pipelines.sync import report_row_errors
+
+    result = ReadResult(errors=[
+        RowError(4, "not a valid email", "ABC12D3", "knvb_id", "Leden.csv"),
+        RowError(7, "the relatiecode (Rel. code) is missing"),
+    ])
+
+    @register("test-row-errors")
+    def row_errors(run):
+        with run.step("download") as step:
+            report_row_errors(step, result)
+
+    yield
+    unregister("test-row-errors")
+
+
+def test_unreadable_rows_become_errors_with_the_best_identifier_or_the_row(rows_pipeline):
+    run = run_pipeline("test-row-errors")
+    step = run.steps.get(name="download")
+    assert (run.status, step.status, step.failed) == (RunStatus.PARTIAL, "partial", 2)
+    got = [(e.identifier, e.identifier_kind, e.message, e.step_name)
+           for e in RunError.objects.filter(run=run).order_by("pk")]
+    assert got == [
+        ("ABC12D3", "knvb_id", "Leden.csv row 4: not a valid email", "download"),
+        ("row 7", "row", "row 7: the relatiecode (Rel. code) is missing", "download"),
+    ]
+
+
+def test_knvb_map_leaves_out_former_members_on_request_and_adds_the_export_in_a_dry_run(export_dir):
+    from pipelines.models import Member
+    from pipelines.sync import knvb_map
+
+    current = Member.objects.create(knvb_id="AAA11A1")
+    former = Member.objects.create(knvb_id="BBB22B2", is_former=True)
+    assert knvb_map() == {"AAA11A1": current.pk, "BBB22B2": former.pk}
+    assert knvb_map(include_former=False) == {"AAA11A1": current.pk}
+    would_be = knvb_map(dry_run=True)
+    assert would_be["AAA11A1"] == current.pk and would_be["BBB22B2"] == former.pk
+    # The members of the current export would exist after `people`: pk 0.
+    in_export = {pk for code, pk in would_be.items() if code not in ("AAA11A1", "BBB22B2")}
+    assert in_export == {0} and would_be["CNN13C8"] == 0
+    assert len(would_be) == 2 + 62  # the demo export's distinct relatiecodes, bad rows included

@@ -139,6 +139,10 @@ def test_overdue_waits_for_the_grace_after_the_slot_in_local_time_across_the_mar
         state = pipeline_schedule_states()["sample"]
         assert state.overdue and state.due_slot == utc(2026, 3, 29, 6, 0)
         assert "sample" in [s.name for s in overdue_pipelines()]
+    # An explicit `now` is the one used, whatever the clock says.
+    with time_machine.travel(utc(2026, 3, 29, 9, 0), tick=False):
+        assert "sample" in [s.name for s in overdue_pipelines(now=utc(2026, 3, 29, 10, 1))]
+        assert "sample" not in [s.name for s in overdue_pipelines()]
 
 
 @pytest.mark.django_db
