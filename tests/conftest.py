@@ -11,9 +11,6 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-# The demo export fixture, also for the runs tests that run a club pipeline (runsync --dry-run).
-from tests.pipelines.conftest import export_dir  # noqa: F401
-
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -18,7 +18,7 @@ def teams_pipeline():
     """A pipeline that upserts Team rows from `plan["rows"]` (sportlink id, name) and
     marks the teams missing from them as "gone" (kind = "gone") like `people` marks
     former members. Returns the plan; each run also stores what unseen() returned."""
-    plan = {"rows": [], "batch_size": 500, "unseen": None}
+    plan = {"rows": [], "batch_size": 500, "unseen": None, "outcomes": []}
 
     @register(NAME)
     def upsert_teams(run):
@@ -26,11 +26,13 @@ def teams_pipeline():
             existing = existing_hashes(Team.objects.all(), "sportlink_id")
             with Upserter(step, Team, existing=existing, fields=("name",), dry_run=run.dry_run,
                           batch_size=plan["batch_size"]) as upserter:
+                plan["outcomes"] = []
                 for team_id, name in plan["rows"]:
                     item = {"team_name": team_id}
                     with step.item(item):
-                        upserter.add(item, key=team_id, values={"sportlink_id": team_id, "name": name},
-                                     digest=source_hash(name))
+                        plan["outcomes"].append(upserter.add(
+                            item, key=team_id, values={"sportlink_id": team_id, "name": name},
+                            digest=source_hash(name)))
             plan["unseen"] = upserter.unseen()
             gone = [pk for pk, _digest in plan["unseen"].values()]
             update_in_batches(step, Team, gone, dry_run=run.dry_run, batch_size=2, kind="gone", source_hash="")
@@ -57,11 +59,14 @@ def test_rows_are_created_then_skipped_by_hash_and_an_update_stores_the_new_hash
                         "T3": ("MO13-1", "", source_hash("MO13-1"))}
     assert Team.objects.filter(last_synced_at__isnull=True).count() == 0
 
+    assert teams_pipeline["outcomes"] == ["created", "created", "created"]
     assert counts(run_pipeline(NAME)) == (0, 0, 3, 0)
+    assert teams_pipeline["outcomes"] == ["skipped", "skipped", "skipped"]
 
     teams_pipeline["rows"][1] = ("T2", "JO11-2 (zaterdag)")
     run = run_pipeline(NAME)
     assert counts(run) == (0, 1, 2, 0)
+    assert teams_pipeline["outcomes"] == ["skipped", "updated", "skipped"]
     assert (run.created, run.updated, run.skipped) == (0, 1, 2)
     # The updated row carries the hash of its new values, so the next run skips it.
     assert stored()["T2"] == ("JO11-2 (zaterdag)", "", source_hash("JO11-2 (zaterdag)"))
@@ -72,6 +77,7 @@ def test_a_key_twice_in_one_export_is_written_once_and_counted_skipped(teams_pip
     teams_pipeline["rows"] = [("T1", "JO11-1"), ("T1", "JO11-1"), ("T2", "JO11-2")]
     run = run_pipeline(NAME)
     assert counts(run) == (2, 0, 1, 0)
+    assert teams_pipeline["outcomes"] == ["created", "skipped", "created"]
     assert run.status == RunStatus.SUCCESS and not RunError.objects.filter(run=run).exists()
     assert sorted(stored()) == ["T1", "T2"]
 

@@ -83,17 +83,33 @@ def test_partial_outranks_an_already_running_pipeline():
     assert runsync("clean", "clean")[0] == 4
 
 
-def test_dry_run_is_recorded_and_writes_nothing(export_dir):
-    from pipelines.models import Member
+@pytest.fixture
+def writing_pipeline():
+    """A pipeline that writes one Team row, unless it is a dry run (then it only counts it)."""
+    from pipelines.models import Team
+    from pipelines.sync import Upserter, existing_hashes
+    from runs.pipeline import register, unregister
 
-    code, out = runsync("people", "--dry-run")
-    assert code == 3  # the demo export has bad rows
-    run = Run.objects.get(pipeline="people")
-    assert run.dry_run is True and run.mode == "manual"
-    assert "people: partial (dry run)" in out
-    sync = run.steps.get(name="rondo-club-sync")
-    assert sync.created > 60 and run.created == sync.created + run.steps.get(name="photo-sync").created
-    assert not Member.objects.exists()
+    @register("test-writes")
+    def writes(run):
+        with run.step("team-sync") as step, Upserter(step, Team, existing=existing_hashes(Team.objects.all(),
+                                                     "sportlink_id"), fields=("name",), dry_run=run.dry_run) as up:
+            up.add({}, key="T1", values={"sportlink_id": "T1", "name": "JO11-1"}, digest="h")
+
+    yield Team
+    unregister("test-writes")
+
+
+def test_dry_run_is_recorded_and_writes_nothing(writing_pipeline):
+    code, out = runsync("test-writes", "--dry-run")
+    assert code == 0
+    run = Run.objects.get(pipeline="test-writes")
+    assert (run.dry_run, run.mode, run.created) == (True, "manual", 1)
+    assert "test-writes: success (dry run)" in out
+    assert not writing_pipeline.objects.exists()
+    runsync("test-writes")
+    assert list(writing_pipeline.objects.values_list("sportlink_id", flat=True)) == ["T1"]
+    assert Run.objects.get(pipeline="test-writes", dry_run=False).created == 1
 
 
 def test_an_unknown_pipeline_is_a_usage_error_listing_the_known_ones():
