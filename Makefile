@@ -43,15 +43,15 @@ lint: setup
 # The last line printed is the JSON summary of tools/mutmut_summary.py.
 MUTATE_CHILDREN ?= 2
 mutate: setup
-	rm -rf mutants/var
+	rm -rf mutants/var && mkdir -p mutants
 	env -u DATABASE_URL -u SYNCSITE_VAR_DIR COVERAGE_RCFILE=$(CURDIR)/tools/mutmut-coverage.toml \
-	  nice -n 19 $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) >mutants.log 2>&1 \
-	  || { tail -n 40 mutants.log; exit 1; }
-	@tail -n 3 mutants.log
+	  nice -n 19 $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) >mutants/run.log 2>&1 \
+	  || { tail -c 3000 mutants/run.log; exit 1; }
+	@tail -n 2 mutants/run.log
 	@$(BIN)/python tools/mutmut_summary.py
 
 mutate-clean:
-	rm -rf mutants mutants.log
+	rm -rf mutants
 
 bench: setup
 	$(BIN)/python bench/run.py
@@ -69,4 +69,4 @@ demo: migrate
 	$(BIN)/python manage.py rundemo --host $(HOST) --port $(PORT)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache mutants mutants.log
+	rm -rf $(VENV) var .pytest_cache .ruff_cache mutants
