@@ -129,7 +129,7 @@ def test_it_parses_dutch_amounts(text, amount):
     assert parse_amount(text) == amount
 
 
-@pytest.mark.parametrize("text", ["abc", "€ 1,2,3.4.5x", "NaN", "Infinity"])
+@pytest.mark.parametrize("text", ["abc", "€ 1,2,3.4.5x", "NaN", "Infinity", "12)", "(12", "-"])
 def test_it_rejects_what_is_not_an_amount(text):
     with pytest.raises(BadValue):
         parse_amount(text)
@@ -151,6 +151,7 @@ def test_dates():
     ("12.5", Decimal("12.5")), ("€ 1.234,56-", Decimal("-1234.56")), ("1234,5", Decimal("1234.5")),
     ("-€1.234", Decimal("-1234")), ("(€ 5)", Decimal("-5")), ("0,00", Decimal("0.00")),
     ("12,50 €", Decimal("12.50")), ("1\u00a0234,56", Decimal("1234.56")), ("10 EUR", Decimal("10")),
+    ("1 234,56", Decimal("1234.56")),
 ])
 def test_it_parses_signs_and_separators_of_amounts(text, amount):
     assert parse_amount(text) == amount

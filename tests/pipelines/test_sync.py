@@ -152,6 +152,9 @@ def test_a_failing_batch_retried_row_by_row_counts_updates_as_updates(teams_pipe
     run = run_pipeline(NAME)
     assert counts(run) == (1, 1, 0, 1)
     assert stored()["T1"][0] == "A2" and stored()["T2"][0] == "B" and "T3" in stored()
+    error = RunError.objects.get(run=run)  # the failing update, named, with the database's reason
+    assert (error.identifier, error.identifier_kind) == ("T2", "team")
+    assert "null" in error.message.lower() and "name" in error.message
 
 
 @pytest.fixture
