@@ -1,5 +1,7 @@
 """The registry sync helpers (pipelines.sync): hash skip, upsert, duplicate keys, removals, dry run."""
 
+import logging
+
 import pytest
 
 from pipelines.models import Team
@@ -18,7 +20,7 @@ def teams_pipeline():
     """A pipeline that upserts Team rows from `plan["rows"]` (sportlink id, name) and
     marks the teams missing from them as "gone" (kind = "gone") like `people` marks
     former members. Returns the plan; each run also stores what unseen() returned."""
-    plan = {"rows": [], "batch_size": 500, "unseen": None, "outcomes": []}
+    plan = {"rows": [], "batch_size": 500, "unseen": None, "outcomes": [], "digest": True}
 
     @register(NAME)
     def upsert_teams(run):
@@ -30,9 +32,11 @@ def teams_pipeline():
                 for team_id, name in plan["rows"]:
                     item = {"team_name": team_id}
                     with step.item(item):
+                        # Values as a callable (called only when the row is written), like `people`.
+                        digest = {"digest": source_hash(name)} if plan["digest"] else {}
                         plan["outcomes"].append(upserter.add(
-                            item, key=team_id, values={"sportlink_id": team_id, "name": name},
-                            digest=source_hash(name)))
+                            item, key=team_id, values=lambda t=team_id, n=name: {"sportlink_id": t, "name": n},
+                            **digest))
             plan["unseen"] = upserter.unseen()
             gone = [pk for pk, _digest in plan["unseen"].values()]
             update_in_batches(step, Team, gone, dry_run=run.dry_run, batch_size=2, kind="gone", source_hash="")
@@ -50,7 +54,8 @@ def stored():
     return {t.sportlink_id: (t.name, t.kind, t.source_hash) for t in Team.objects.all()}
 
 
-def test_rows_are_created_then_skipped_by_hash_and_an_update_stores_the_new_hash(teams_pipeline):
+def test_rows_are_created_then_skipped_by_hash_and_an_update_stores_the_new_hash(teams_pipeline, caplog):
+    caplog.set_level(logging.INFO, logger="pipelines.sync")
     teams_pipeline["rows"] = [("T1", "JO11-1"), ("T2", "JO11-2"), ("T3", "MO13-1")]
     run = run_pipeline(NAME)
     assert run.status == RunStatus.SUCCESS
@@ -71,6 +76,18 @@ def test_rows_are_created_then_skipped_by_hash_and_an_update_stores_the_new_hash
     # The updated row carries the hash of its new values, so the next run skips it.
     assert stored()["T2"] == ("JO11-2 (zaterdag)", "", source_hash("JO11-2 (zaterdag)"))
     assert counts(run_pipeline(NAME)) == (0, 0, 3, 0)
+    # Every batch was written in one go: nothing fell back to row by row.
+    assert not [r for r in caplog.records if "row by row" in r.getMessage()]
+
+
+def test_a_row_without_a_digest_stores_an_empty_hash(teams_pipeline):
+    teams_pipeline["digest"] = False
+    teams_pipeline["rows"] = [("T1", "A")]
+    run_pipeline(NAME)
+    assert stored() == {"T1": ("A", "", "")}
+    assert teams_pipeline["outcomes"] == ["created"]
+    run_pipeline(NAME)
+    assert teams_pipeline["outcomes"] == ["skipped"]  # "" matches the stored ""
 
 
 def test_a_key_twice_in_one_export_is_written_once_and_counted_skipped(teams_pipeline):
@@ -115,9 +132,12 @@ def test_small_batches_write_every_row_and_count_each_once(teams_pipeline):
     assert sorted(stored()) == [f"T{i}" for i in range(5)]
 
 
-def test_a_row_the_database_refuses_fails_alone_and_the_batch_goes_on(teams_pipeline):
+def test_a_row_the_database_refuses_fails_alone_and_the_batch_goes_on(teams_pipeline, caplog):
+    caplog.set_level(logging.INFO, logger="pipelines.sync")
     teams_pipeline["rows"] = [("T1", "A"), ("T2", None), ("T3", "C")]  # name is NOT NULL
     run = run_pipeline(NAME)
+    (retry,) = [r.getMessage() for r in caplog.records if "row by row" in r.getMessage()]
+    assert retry.startswith("batch write of Team failed (") and "name" in retry
     assert counts(run) == (2, 0, 0, 1)
     assert run.status == RunStatus.PARTIAL
     error = RunError.objects.get(run=run)
