@@ -188,6 +188,8 @@ def test_emails_are_stripped_and_checked():
     for bad in ("jan@example", "jan@example.o", "jan example@x.nl", "jan@@example.org", "<jan@x.nl>", "a;b@x.nl"):
         with pytest.raises(BadValue):
             parse_email(bad)
+    with pytest.raises(BadValue, match="^email address 'jan@x' is not a valid email address$"):
+        parse_email("jan@x")
     with pytest.raises(BadValue) as info:
         parse_email("jan@", "email address of parent 1")
     assert str(info.value) == "email address of parent 1 'jan@' is not a valid email address"

@@ -435,3 +435,24 @@ def test_the_states_count_a_run_that_started_exactly_at_the_slot():
     started("sample", local(2026, 5, 4, 7, 59, 59))
     with time_machine.travel(local(2026, 5, 4, 14, 0), tick=False):
         assert pipeline_schedule_states()["sample"].overdue
+
+
+def test_without_a_grace_argument_the_setting_applies_and_four_hours_without_it(settings):
+    from runs.scheduling import due_slot, is_overdue, overdue_grace
+
+    settings.RUNS_OVERDUE_GRACE_S = 600
+    assert overdue_grace() == timedelta(minutes=10)
+    ran = local(2026, 5, 3, 8, 0, 5)
+    assert due_slot("0 8 * * *", now=local(2026, 5, 4, 8, 9)) == local(2026, 5, 3, 8, 0)
+    assert due_slot("0 8 * * *", now=local(2026, 5, 4, 8, 11)) == local(2026, 5, 4, 8, 0)
+    assert not is_overdue("0 8 * * *", ran, now=local(2026, 5, 4, 8, 9))
+    assert is_overdue("0 8 * * *", ran, now=local(2026, 5, 4, 8, 11))
+    del settings.RUNS_OVERDUE_GRACE_S
+    assert overdue_grace() == timedelta(hours=4)
+
+
+def test_the_last_slot_is_the_previous_one_until_the_slot_itself():
+    slot = local(2026, 5, 4, 8, 0)
+    assert last_expected_slot("0 8 * * *", now=slot - timedelta(microseconds=1)) == local(2026, 5, 3, 8, 0)
+    assert last_expected_slot("0 8 * * *", now=slot) == slot
+    assert last_expected_slot("0 8 * * *", now=slot + timedelta(microseconds=1)) == slot
