@@ -179,6 +179,9 @@ def test_dates_with_a_time_or_single_digits_and_the_message_names_the_column():
         parse_date("30-02-2012")
     with pytest.raises(BadValue):
         parse_date("2012-02-29x")
+    for short in ("1/2", "12", "2012"):  # too short for the fast path's checks: still a BadValue
+        with pytest.raises(BadValue):
+            parse_date(short)
 
 
 def test_emails_are_stripped_and_checked():
