@@ -258,6 +258,8 @@ def test_an_empty_identifier_is_not_present_in_the_precedence():
     assert t.identify(SimpleNamespace(knvb_id=None, commissie_name="Bestuur")) == ("Bestuur", "commissie")
     assert t.identify(SimpleNamespace(other="x")) == ("", "")
     assert t.identify({"identifier": "row 7", "identifier_kind": "row", "knvb_id": "ABC12D3"}) == ("row 7", "row")
+    assert t.identify({"identifier": "row 7", "knvb_id": "ABC12D3"}) == ("row 7", "")
+    assert t.identify({"identifier": "", "knvb_id": "ABC12D3"}) == ("ABC12D3", "knvb_id")
     assert t.identify("ABC12D3") == ("ABC12D3", "") and t.identify(None) == ("", "")
 
 
