@@ -39,3 +39,13 @@ def test_truncation_keeps_limits():
     tb = "head\n" + "x" * 10000 + "\nValueError: tail"
     cut = truncate_traceback(tb, 8000)
     assert len(cut) <= 8000 and cut.startswith("head") and cut.endswith("ValueError: tail")
+
+
+def test_a_traceback_keeps_a_quarter_from_the_start_and_the_rest_from_the_end():
+    assert truncate_traceback("x" * 400, 400) == "x" * 400  # exactly at the limit: untouched
+    tb = "a" * 1000 + "b" * 1000
+    marker = "… (1600 characters cut)\n"
+    cut = truncate_traceback(tb, 400)
+    assert cut == "a" * 100 + marker + "b" * (300 - len(marker))
+    assert len(cut) == 400
+    assert truncate("abcdef", 6) == "abcdef" and truncate("abcdefg", 6) == "abcde…"
