@@ -165,7 +165,7 @@ def test_upserter_refuses_after_write_without_a_key_field():
         Upserter(None, Team, existing={}, fields=(), dry_run=True, after_write=lambda rows: None)
 
 
-def test_a_failing_batch_retried_row_by_row_counts_updates_as_updates(teams_pipeline):
+def test_a_failing_batch_is_retried_row_by_row_and_counts_updates_as_updates(teams_pipeline):
     teams_pipeline["rows"] = [("T1", "A"), ("T2", "B")]
     run_pipeline(NAME)
     teams_pipeline["rows"] = [("T1", "A2"), ("T2", None), ("T3", "C")]  # T2's update breaks the batch
