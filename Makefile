@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup test test-postgres lint bench demo migrate serve clean browser-deps
+.PHONY: setup test test-postgres lint bench demo migrate serve clean browser-deps mutate mutate-clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,23 @@ test-postgres: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# Mutation testing of the core logic (docs/mutation-testing.md). Slow: not part of `make test` or CI.
+# What is mutated and which tests run: [tool.mutmut] in pyproject.toml and tools/mutmut-coverage.toml.
+# Two workers (one per core; each has its own SQLite test file), niced. mutmut keeps its results
+# in mutants/ and only re-tests changed functions on the next run; `make mutate-clean` starts afresh.
+# The last line printed is the JSON summary of tools/mutmut_summary.py.
+MUTATE_CHILDREN ?= 2
+mutate: setup
+	rm -rf mutants/var && mkdir -p mutants
+	env -u DATABASE_URL -u SYNCSITE_VAR_DIR COVERAGE_RCFILE=$(CURDIR)/tools/mutmut-coverage.toml \
+	  nice -n 19 $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) >mutants/run.log 2>&1 \
+	  || { tail -c 3000 mutants/run.log; exit 1; }
+	@tail -n 2 mutants/run.log
+	@$(BIN)/python tools/mutmut_summary.py
+
+mutate-clean:
+	rm -rf mutants
+
 bench: setup
 	$(BIN)/python bench/run.py
 
@@ -52,4 +69,4 @@ demo: migrate
 	$(BIN)/python manage.py rundemo --host $(HOST) --port $(PORT)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache mutants

@@ -20,6 +20,19 @@ def _sample_pipelines(django_db_setup):
     import tests.sample_pipelines  # noqa: F401  (registers the sample pipelines)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """`make mutate` runs each mutant's tests in a forked process, two at a time:
+    each gets its own SQLite test file (created and removed by that process)."""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        from django.conf import settings
+
+        for db in settings.DATABASES.values():
+            test = db.setdefault("TEST", {})
+            if db["ENGINE"].endswith("sqlite3") and test.get("NAME"):
+                test["NAME"] = f"{test['NAME']}.{os.getpid()}"
+
+
 @pytest.fixture(autouse=True)
 def _fast_flush(settings):
     # The writer flushes often in tests so a live value is visible quickly.
@@ -90,3 +103,16 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require_module(name: str):
+    """Import a module a test needs; skip loudly outside CI, fail in CI (like require_binary)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        message = f"{name} cannot be imported ({exc}); `make setup` installs it"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)

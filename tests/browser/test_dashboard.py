@@ -1,7 +1,7 @@
 """The dashboard in a real browser: Playwright driving Debian's headless Chromium.
 
-Skipped (loudly) when /usr/bin/chromium is missing outside CI; `make
-browser-deps` installs it. UPDATE_SCREENSHOTS=1 also writes the README's
+Skipped (loudly) when Chromium or Playwright is missing outside CI, failed in CI;
+`make browser-deps` installs Chromium, `make setup` Playwright. UPDATE_SCREENSHOTS=1 also writes the README's
 screenshots to docs/screenshots/.
 """
 
@@ -19,7 +19,7 @@ from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
 from runs.permissions import ensure_volunteers_group
 from runs.pipeline import all_pipelines
 from runs.runner import run_pipeline
-from tests.conftest import ROOT, require_binary
+from tests.conftest import ROOT, require_binary, require_module
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -35,7 +35,7 @@ def browser_page(tmp_path, monkeypatch):
     # Playwright's sync API runs an event loop in this thread; the ORM calls the
     # test makes between browser steps are still plain synchronous calls.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = require_module("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             user_data_dir=str(tmp_path / "profile"), executable_path=path, args=CHROMIUM_ARGS, headless=True,

@@ -32,9 +32,15 @@ def test_a_changed_sanction_updates_the_case(export_dir):
     run_pipeline("people")
     run_pipeline("discipline")
     case = DisciplineCase.objects.order_by("dossier_id").first()
-    rewrite(export_file(export_dir, "Tuchtzaken"), f'"{case.dossier_id}"', f'"{case.dossier_id}"')
-    rewrite(export_file(export_dir, "Tuchtzaken"), case.sanction, "Taakstraf", )
+    others = list(DisciplineCase.objects.exclude(pk=case.pk).order_by("pk").values_list("dossier_id", "sanction"))
+    path = export_file(export_dir, "Tuchtzaken")
+    # Only this case's row: other cases may carry the same sanction.
+    line = next(x for x in path.read_bytes().decode("utf-8-sig").split("\r\n") if f'"{case.dossier_id}"' in x)
+    rewrite(path, line, line.replace(f'"{case.sanction}"', '"Taakstraf"'))
     run = run_pipeline("discipline")
-    assert run.steps.get(name="discipline-sync").updated >= 1
+    sync = run.steps.get(name="discipline-sync")
+    assert (sync.created, sync.updated, sync.skipped) == (0, 1, 5)
     case.refresh_from_db()
     assert case.sanction == "Taakstraf"
+    assert list(DisciplineCase.objects.exclude(pk=case.pk).order_by("pk").values_list(
+        "dossier_id", "sanction")) == others

@@ -25,7 +25,9 @@ def test_two_years_of_contributions_are_synced_with_lines_summed(export_dir):
     assert set(Contribution.objects.values_list("year", flat=True)) == {2025, 2026}
     # Member 0 pays in two lines each year (demodata): summed, the worst status wins.
     summed = Contribution.objects.get(nikki_id="N25000000")
-    assert summed.total in {Decimal("95.00"), Decimal("145.00"), Decimal("1235.50")}  # the full fee, not half
+    # Two lines of € 47,50 (one paid, one open for € 95,00): the full fee, not half; the open status wins.
+    assert (summed.year, summed.total, summed.balance, summed.status) == (
+        2025, Decimal("95.00"), Decimal("95.00"), "Open")
     assert run.steps.get(name="nikki-download").read > sync_step(run).created
 
     again = run_pipeline("nikki")
@@ -44,10 +46,13 @@ def test_a_changed_balance_is_updated(export_dir):
     fields = line.split(";")
     fields[7] = '"€ 1.234,56"'
     rewrite(path, line, ";".join(fields))
+    before = Contribution.objects.get(member__knvb_id=code, year=year)
     run = run_pipeline("nikki")
-    assert sync_step(run).updated == 1
+    assert (sync_step(run).created, sync_step(run).updated) == (0, 1)
     contribution = Contribution.objects.get(member__knvb_id=code, year=year)
-    assert contribution.balance >= Decimal("1234.56")
+    # The changed line's balance replaces € 95,00; the member's other line (€ 0,00) is still added.
+    assert (code, year) == ("CNN13C8", 2025)
+    assert contribution.balance == Decimal("1234.56") and contribution.total == before.total == Decimal("95.00")
 
 
 def test_a_contribution_of_an_unknown_member_is_an_error_and_the_rest_go_on(export_dir):

@@ -60,6 +60,9 @@ def test_a_changed_member_is_updated_and_a_new_one_created(export_dir):
     assert (sync.created, sync.updated) == (0, 1)
     member.refresh_from_db()
     assert member.email == "nieuw.adres@example.org"
+    # The update stored the new row's hash: the next run skips the member again.
+    again = steps(run_pipeline("people"))["rondo-club-sync"]
+    assert (again.created, again.updated, again.skipped) == (0, 0, sync.skipped + 1)
 
 
 def test_a_member_who_leaves_is_marked_former_and_one_who_returns_is_updated(export_dir):
@@ -102,6 +105,25 @@ def test_dry_run_counts_and_writes_nothing(export_dir):
     run = run_pipeline("people", dry_run=True)
     assert steps(run)["rondo-club-sync"].updated > 0
     assert list(Member.objects.order_by("pk").values_list("email", "source_hash")) == before
+
+
+def test_a_dry_run_counts_a_member_who_left_but_does_not_mark_them_former(export_dir):
+    run_pipeline("people")
+    leaving = Member.objects.filter(parents__isnull=True).order_by("knvb_id").first()
+    path = export_file(export_dir, "Leden")
+    lines = path.read_bytes().decode("utf-8-sig").split("\r\n")
+    path.write_bytes("\r\n".join(line for line in lines if f'"{leaving.knvb_id}"' not in line).encode("utf-8-sig"))
+    before = list(Member.objects.order_by("pk").values_list("knvb_id", "is_former", "source_hash"))
+
+    run = run_pipeline("people", dry_run=True)
+    sync = steps(run)["rondo-club-sync"]
+    assert (sync.created, sync.updated) == (0, 1) and sync.detail["former"] == 1
+    assert list(Member.objects.order_by("pk").values_list("knvb_id", "is_former", "source_hash")) == before
+
+    run = run_pipeline("people")  # the real run marks them, as the dry run said
+    assert steps(run)["rondo-club-sync"].updated == 1
+    assert list(Member.objects.filter(is_former=True).values_list("knvb_id", "source_hash")) == [
+        (leaving.knvb_id, "")]
 
 
 def test_parents_are_linked_to_their_children(export_dir):

@@ -60,6 +60,24 @@ def test_a_player_who_leaves_a_team_closes_the_membership_as_history(export_dir)
     assert str(membership.since) == "2026-09-01" and str(membership.until) == "2026-10-15"
 
 
+def test_a_dry_run_counts_a_player_who_left_but_keeps_the_membership_open(export_dir):
+    run_pipeline("people")
+    with time_machine.travel("2026-09-01 12:00 +02:00"):
+        run_pipeline("teams")
+    membership = TeamMembership.objects.filter(role="Teamspeler").order_by("pk").first()
+    path = export_file(export_dir, "Teams")
+    text = path.read_bytes().decode("cp1252")
+    lines = [line for line in text.split("\r\n")
+             if not (f'"{membership.member.knvb_id}"' in line and '"Teamspeler"' in line)]
+    path.write_bytes("\r\n".join(lines).encode("cp1252"))
+    before = list(TeamMembership.objects.order_by("pk").values_list("pk", "since", "until"))
+    with time_machine.travel("2026-10-15 12:00 +02:00"):
+        run = run_pipeline("teams", dry_run=True)
+    history = step(run, "work-history-sync")
+    assert (history.created, history.updated, history.skipped) == (0, 1, len(before) - 1)
+    assert list(TeamMembership.objects.order_by("pk").values_list("pk", "since", "until")) == before
+
+
 def test_a_player_unknown_to_the_registry_is_an_error_for_that_row(export_dir):
     run = run_pipeline("teams")  # people never ran
     assert run.status == RunStatus.PARTIAL

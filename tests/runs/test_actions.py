@@ -139,7 +139,7 @@ def test_run_now_goes_back_to_a_safe_next_or_the_pipeline_page():
     assert client.post(run_now_url("clean"), {"next": "/runs/?pipeline=clean"})["Location"] == "/runs/?pipeline=clean"
     OrmQ.objects.all().delete()
     response = client.post(run_now_url("clean"), {"next": "https://evil.example/"})
-    assert response["Location"] in (reverse("runs:overview"), "/pipelines/clean/")
+    assert response["Location"] == reverse("runs:pipeline", args=["clean"]) == "/pipelines/clean/"
 
 
 # --- cancel --------------------------------------------------------------------------

@@ -157,11 +157,26 @@ def test_cancel_action_requests_cancel_of_running_runs(admin_client):
     assert running.cancel_requested_at is not None
 
 
-def test_run_now_action_queues_the_pipeline(admin_client, settings):
-    run = make_runs(1, pipeline="clean")[0]
-    response = admin_client.post(reverse("admin:runs_run_changelist"),
-                                 {"action": "run_now", "_selected_action": [run.pk]}, follow=True)
-    assert "Clean queued" in response.content.decode()
+def test_run_now_action_queues_each_pipeline_once_as_dashboard_run_by_the_user(
+        admin_client, django_capture_on_commit_callbacks):
+    from django_q.models import OrmQ
+
+    runs = [*make_runs(2, pipeline="clean"), *make_runs(1, pipeline="sample")]
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = admin_client.post(reverse("admin:runs_run_changelist"),
+                                     {"action": "run_now", "_selected_action": [r.pk for r in runs]}, follow=True)
+    assert [(m.level_tag, m.message) for m in response.context["messages"]] == [
+        ("success", "clean queued; it starts as soon as a worker is free."),
+        ("success", "sample queued; it starts as soon as a worker is free."),
+    ]
+    assert len(callbacks) == 2
+    boss = User.objects.get(username="boss")
+    tasks = sorted((q.task["args"], q.task["kwargs"], q.task["func"]) for q in OrmQ.objects.all())
+    assert tasks == [
+        (("clean",), {"mode": "dashboard", "triggered_by_id": boss.pk}, "runs.tasks.run_pipeline_task"),
+        (("sample",), {"mode": "dashboard", "triggered_by_id": boss.pk}, "runs.tasks.run_pipeline_task"),
+    ]
+    assert Run.objects.count() == 3  # queued, not run inside the request
 
 
 def test_dashboard_links_back_to_the_admin(client, db):

@@ -13,6 +13,13 @@ from runs.redact import redact, truncate, truncate_traceback
         ('{"access_token": "tok123456"}', "tok123456"),
         ("password=hunter2&user=bob", "hunter2"),
         ("client_secret: verysecret", "verysecret"),
+        ("credentials=opensesame42", "opensesame42"),
+        ('{"credentials": "opensesame42"}', "opensesame42"),
+        ("credential: opensesame42", "opensesame42"),
+        ("pwd=opensesame42", "opensesame42"),
+        ("X-FreeScout-API-Key: fs_key_987", "fs_key_987"),
+        ("Authorization: Bearer abc.def.ghi", "abc.def.ghi"),
+        ("refresh_token=opensesame42", "opensesame42"),
     ],
 )
 def test_secrets_are_masked(text, secret):
@@ -59,3 +66,13 @@ def test_encoded_forms_of_a_configured_secret_are_masked(settings, shape):
             assert form not in cleaned
     finally:
         clear_secret_cache()
+
+
+def test_a_traceback_keeps_a_quarter_from_the_start_and_the_rest_from_the_end():
+    assert truncate_traceback("x" * 400, 400) == "x" * 400  # exactly at the limit: untouched
+    tb = "a" * 1000 + "b" * 1000
+    marker = "… (1600 characters cut)\n"
+    cut = truncate_traceback(tb, 400)
+    assert cut == "a" * 100 + marker + "b" * (300 - len(marker))
+    assert len(cut) == 400
+    assert truncate("abcdef", 6) == "abcdef" and truncate("abcdefg", 6) == "abcde…"

@@ -57,9 +57,59 @@ def test_summary_table_shows_each_step_and_the_worst_exit_code_wins():
     assert set(Run.objects.values_list("mode", flat=True)) == {"scheduled"}
 
 
-def test_dry_run_is_recorded():
-    runsync("clean", "--dry-run")
-    assert Run.objects.get(pipeline="clean").dry_run is True
+@pytest.mark.parametrize(
+    ("pipelines", "code"),
+    [
+        (["sample", "boom"], 1),  # failed is worse than partial, whichever comes first
+        (["boom", "sample"], 1),
+        (["clean", "selfcancel"], 1),  # cancelled is not a success
+        (["selfcancel", "clean"], 1),
+        (["clean", "clean"], 0),
+    ],
+)
+def test_with_several_pipelines_the_worst_outcome_sets_the_exit_code(pipelines, code):
+    got, out = runsync(*pipelines)
+    assert got == code
+    assert Run.objects.filter(parent__isnull=True).count() == len(pipelines)
+    if "selfcancel" in pipelines:
+        assert Run.objects.get(pipeline="selfcancel").status == "cancelled"
+        assert "selfcancel: cancelled" in out
+
+
+def test_partial_outranks_an_already_running_pipeline():
+    Run.objects.create(pipeline="clean", status="running", heartbeat_at=timezone.now())
+    assert runsync("clean", "sample")[0] == 3
+    assert runsync("sample", "clean")[0] == 3
+    assert runsync("clean", "clean")[0] == 4
+
+
+@pytest.fixture
+def writing_pipeline():
+    """A pipeline that writes one Team row, unless it is a dry run (then it only counts it)."""
+    from pipelines.models import Team
+    from pipelines.sync import Upserter, existing_hashes
+    from runs.pipeline import register, unregister
+
+    @register("test-writes")
+    def writes(run):
+        with run.step("team-sync") as step, Upserter(step, Team, existing=existing_hashes(Team.objects.all(),
+                                                     "sportlink_id"), fields=("name",), dry_run=run.dry_run) as up:
+            up.add({}, key="T1", values={"sportlink_id": "T1", "name": "JO11-1"}, digest="h")
+
+    yield Team
+    unregister("test-writes")
+
+
+def test_dry_run_is_recorded_and_writes_nothing(writing_pipeline):
+    code, out = runsync("test-writes", "--dry-run")
+    assert code == 0
+    run = Run.objects.get(pipeline="test-writes")
+    assert (run.dry_run, run.mode, run.created) == (True, "manual", 1)
+    assert "test-writes: success (dry run)" in out
+    assert not writing_pipeline.objects.exists()
+    runsync("test-writes")
+    assert list(writing_pipeline.objects.values_list("sportlink_id", flat=True)) == ["T1"]
+    assert Run.objects.get(pipeline="test-writes", dry_run=False).created == 1
 
 
 def test_an_unknown_pipeline_is_a_usage_error_listing_the_known_ones():

@@ -139,6 +139,10 @@ def test_overdue_waits_for_the_grace_after_the_slot_in_local_time_across_the_mar
         state = pipeline_schedule_states()["sample"]
         assert state.overdue and state.due_slot == utc(2026, 3, 29, 6, 0)
         assert "sample" in [s.name for s in overdue_pipelines()]
+    # An explicit `now` is the one used, whatever the clock says.
+    with time_machine.travel(utc(2026, 3, 29, 9, 0), tick=False):
+        assert "sample" in [s.name for s in overdue_pipelines(now=utc(2026, 3, 29, 10, 1))]
+        assert "sample" not in [s.name for s in overdue_pipelines()]
 
 
 @pytest.mark.django_db
@@ -363,3 +367,94 @@ def test_runsync_list_shows_the_next_run_and_overdue_pipelines():
     first, second = out.getvalue().split("\nsample")[1:3]
     assert first.split("\n")[0].rstrip().endswith("disabled")
     assert "next 2026-05-05 08:00  OVERDUE (no run since the 2026-05-04 08:00 slot)" in second.split("\n")[0]
+
+
+# --- overdue: the grace is a real duration, and a run at the slot counts ------------
+
+
+def test_the_grace_is_real_time_when_it_spans_the_march_change():
+    from runs.scheduling import due_slot, is_overdue
+
+    grace = timedelta(hours=4)
+    # 29 March 2026: the 01:00 CET slot is 00:00 UTC; at 02:00 CET the clocks jump to 03:00 CEST.
+    # Four real hours later is 04:00 UTC = 06:00 CEST (wall-clock arithmetic would say 05:00 CEST).
+    ran = utc(2026, 3, 28, 0, 0, 30)
+    at_0545_cest = utc(2026, 3, 29, 3, 45)
+    assert due_slot("0 1 * * *", now=at_0545_cest, grace=grace) == utc(2026, 3, 28, 0, 0)
+    assert not is_overdue("0 1 * * *", ran, now=at_0545_cest, grace=grace)
+    assert not is_overdue("0 1 * * *", ran, now=utc(2026, 3, 29, 3, 59, 59), grace=grace)
+    assert due_slot("0 1 * * *", now=utc(2026, 3, 29, 4, 0), grace=grace) == utc(2026, 3, 29, 0, 0)
+    assert is_overdue("0 1 * * *", ran, now=utc(2026, 3, 29, 4, 0, 1), grace=grace)
+
+
+def test_the_grace_is_real_time_when_it_spans_the_october_change():
+    from runs.scheduling import is_overdue
+
+    grace = timedelta(hours=4)
+    # 25 October 2026: the 01:00 CEST slot is 23:00 UTC the day before; at 03:00 CEST the clocks
+    # go back to 02:00 CET. Four real hours later is 03:00 UTC = 04:00 CET (not 05:00 CET).
+    ran = utc(2026, 10, 23, 23, 0, 30)
+    assert not is_overdue("0 1 * * *", ran, now=utc(2026, 10, 25, 2, 59), grace=grace)
+    assert is_overdue("0 1 * * *", ran, now=utc(2026, 10, 25, 3, 0, 1), grace=grace)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_schedules", "four_hours_grace")
+def test_the_states_apply_the_grace_in_real_time_across_the_march_change():
+    call_command("syncschedules", verbosity=0)
+    Schedule.objects.filter(name="pipeline:sample").update(cron="0 1 * * *")
+    started("sample", utc(2026, 3, 28, 0, 0, 30))
+    with time_machine.travel(utc(2026, 3, 29, 3, 45), tick=False):  # 05:45 CEST
+        assert not pipeline_schedule_states()["sample"].overdue
+    with time_machine.travel(utc(2026, 3, 29, 4, 0, 1), tick=False):
+        state = pipeline_schedule_states()["sample"]
+        assert state.overdue and state.due_slot == utc(2026, 3, 29, 0, 0)
+
+
+def test_a_run_that_started_exactly_at_the_slot_is_not_overdue():
+    from runs.scheduling import is_overdue
+
+    slot = utc(2026, 5, 4, 6, 0)  # 08:00 CEST
+    later = utc(2026, 5, 4, 9, 0)
+    grace = timedelta(hours=2)  # not the default: the argument must be the one applied
+    assert not is_overdue("0 8 * * *", slot, now=later, grace=grace)
+    assert is_overdue("0 8 * * *", slot - timedelta(microseconds=1), now=later, grace=grace)
+    assert is_overdue("0 8 * * *", None, now=later, grace=grace)
+    yesterday = slot - timedelta(days=1)
+    assert is_overdue("0 8 * * *", yesterday, now=later, grace=grace)
+    assert not is_overdue("0 8 * * *", yesterday, now=later, grace=timedelta(hours=4))  # today's not due yet
+    assert not is_overdue(None, None, now=later)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_schedules", "four_hours_grace")
+def test_the_states_count_a_run_that_started_exactly_at_the_slot():
+    started("sample", local(2026, 5, 4, 8, 0))
+    with time_machine.travel(local(2026, 5, 4, 14, 0), tick=False):
+        state = pipeline_schedule_states()["sample"]
+        assert state.due_slot == local(2026, 5, 4, 8, 0) and not state.overdue
+    Run.objects.all().delete()
+    started("sample", local(2026, 5, 4, 7, 59, 59))
+    with time_machine.travel(local(2026, 5, 4, 14, 0), tick=False):
+        assert pipeline_schedule_states()["sample"].overdue
+
+
+def test_without_a_grace_argument_the_setting_applies_and_four_hours_without_it(settings):
+    from runs.scheduling import due_slot, is_overdue, overdue_grace
+
+    settings.RUNS_OVERDUE_GRACE_S = 600
+    assert overdue_grace() == timedelta(minutes=10)
+    ran = local(2026, 5, 3, 8, 0, 5)
+    assert due_slot("0 8 * * *", now=local(2026, 5, 4, 8, 9)) == local(2026, 5, 3, 8, 0)
+    assert due_slot("0 8 * * *", now=local(2026, 5, 4, 8, 11)) == local(2026, 5, 4, 8, 0)
+    assert not is_overdue("0 8 * * *", ran, now=local(2026, 5, 4, 8, 9))
+    assert is_overdue("0 8 * * *", ran, now=local(2026, 5, 4, 8, 11))
+    del settings.RUNS_OVERDUE_GRACE_S
+    assert overdue_grace() == timedelta(hours=4)
+
+
+def test_the_last_slot_is_the_previous_one_until_the_slot_itself():
+    slot = local(2026, 5, 4, 8, 0)
+    assert last_expected_slot("0 8 * * *", now=slot - timedelta(microseconds=1)) == local(2026, 5, 3, 8, 0)
+    assert last_expected_slot("0 8 * * *", now=slot) == slot
+    assert last_expected_slot("0 8 * * *", now=slot + timedelta(microseconds=1)) == slot
