@@ -24,6 +24,8 @@ def test_an_email_edited_in_the_admin_is_on_the_worklist(live_server, browser_pa
     user = User.objects.create_user("volunteer", password=PASSWORD, is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(
         content_type__app_label="pipelines", codename__in=["view_member", "change_member", "view_correction"]))
+    user.user_permissions.add(*Permission.objects.filter(  # the dashboard and record pages
+        content_type__app_label="runs", codename__in=["view_run", "view_runerror"]))
 
     page.goto(f"{live_server.url}/admin/pipelines/member/{member.pk}/change/")
     page.fill("#id_username", "volunteer")
@@ -66,6 +68,8 @@ def test_a_parents_email_is_on_the_worklist_with_the_children(live_server, brows
     user = User.objects.create_user("volunteer", password=PASSWORD, is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(
         content_type__app_label="pipelines", codename__in=["view_parent", "change_parent", "view_correction"]))
+    user.user_permissions.add(*Permission.objects.filter(  # the dashboard and record pages
+        content_type__app_label="runs", codename__in=["view_run", "view_runerror"]))
 
     page.goto(f"{live_server.url}/admin/pipelines/parent/{parent.pk}/change/")
     page.fill("#id_username", "volunteer")
