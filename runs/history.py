@@ -194,8 +194,7 @@ def record_problems(tracker: RunTracker) -> dict[str, int]:
     left = sorted(tracker.left_identifiers - set(errors))
     with transaction.atomic():
         RecordProblem.objects.bulk_create(new, batch_size=500)
-        RecordProblem.objects.bulk_update(changed, ["failing_runs", "message", "step_name", "last_seen_at",
-                                                    "last_run", "identifier_kind"], batch_size=500)
+        _update_problems(changed)
         for start in range(0, len(fixed), 500):
             counts["resolved"] += RecordProblem.objects.filter(pk__in=fixed[start:start + 500]).update(
                 resolved_at=now, resolved_run_id=tracker.run_id, resolution=RecordProblem.Resolution.FIXED)
@@ -206,6 +205,28 @@ def record_problems(tracker: RunTracker) -> dict[str, int]:
                 resolved_at=now, resolved_run_id=tracker.run_id, resolution=RecordProblem.Resolution.LEFT)
     counts["opened"], counts["updated"] = len(new), len(changed)
     return counts
+
+
+_UPDATED = ("failing_runs", "message", "step_name", "last_seen_at", "last_run", "identifier_kind")
+
+
+def _update_problems(problems: list[RecordProblem]) -> None:
+    """UPDATE the still-failing problems: one parameterised statement, executemany.
+
+    bulk_update writes a CASE per column per batch, which on 10,000 failing
+    records cost seconds (bench/tracker.py); this is one plain UPDATE per row.
+    """
+    if not problems:
+        return
+    fields = [RecordProblem._meta.get_field(name) for name in _UPDATED]
+    qn = connection.ops.quote_name
+    assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
+    # Identifiers come from the model's _meta (quoted); values are parameters.
+    sql = (f"UPDATE {qn(RecordProblem._meta.db_table)} SET {assignments} "  # noqa: S608
+           f"WHERE {qn(RecordProblem._meta.pk.column)} = %s")
+    params = [[f.get_db_prep_save(getattr(p, f.attname), connection) for f in fields] + [p.pk] for p in problems]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _processed_identifiers(tracker: RunTracker, wanted: set[str]) -> set[str]:
