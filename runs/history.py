@@ -167,30 +167,34 @@ def record_problems(tracker: RunTracker) -> dict[str, int]:
         errors[truncate(redact(identifier), 255)] = (kind, message, step_name)
     pipeline = tracker.pipeline[:64]
     # Index: recordproblem_open_unique (pipeline, identifier) where open.
-    open_problems = {p.identifier: p for p in RecordProblem.objects.filter(pipeline=pipeline,
-                                                                           resolved_at__isnull=True)}
+    # Plain tuples, not model instances: a run with 10,000 failing records
+    # reads and rewrites 10,000 problems (bench/tracker.py).
+    open_problems = {identifier: (pk, last_run, failing, kind) for identifier, pk, last_run, failing, kind
+                     in RecordProblem.objects.filter(pipeline=pipeline, resolved_at__isnull=True).order_by()
+                     .values_list("identifier", "pk", "last_run_id", "failing_runs", "identifier_kind")
+                     .iterator(chunk_size=5000)}
     fixed: list[int] = []
     if open_problems:
         candidates = set(open_problems) - set(errors)
         if candidates:
             processed = _processed_identifiers(tracker, candidates)
-            fixed = [open_problems[i].pk for i in candidates & processed]
+            fixed = [open_problems[i][0] for i in candidates & processed]
     new, changed = [], []
+    max_message = RecordProblem._meta.get_field("message").max_length or 2000
+    run_id = tracker.run_id
     for identifier, (kind, message, step_name) in errors.items():
-        text = truncate(redact(message), RecordProblem._meta.get_field("message").max_length or 2000)
+        text = truncate(redact(message), max_message)
         problem = open_problems.get(identifier)
         if problem is None:
             new.append(RecordProblem(pipeline=pipeline, identifier=identifier, identifier_kind=kind[:32],
                                      step_name=step_name[:100], message=text, first_seen_at=now,
-                                     last_seen_at=now, failing_runs=1, first_run_id=tracker.run_id,
-                                     last_run_id=tracker.run_id))
+                                     last_seen_at=now, failing_runs=1, first_run_id=run_id,
+                                     last_run_id=run_id))
             continue
-        if problem.last_run_id != tracker.run_id:
-            problem.failing_runs += 1
-        problem.message, problem.step_name, problem.last_seen_at = text, step_name[:100], now
-        problem.last_run_id = tracker.run_id
-        problem.identifier_kind = kind[:32] or problem.identifier_kind
-        changed.append(problem)
+        pk, last_run_id, failing_runs, old_kind = problem
+        if last_run_id != run_id:
+            failing_runs += 1
+        changed.append((failing_runs, text, step_name[:100], now, run_id, kind[:32] or old_kind, pk))
     left = sorted(tracker.left_identifiers - set(errors))
     with transaction.atomic():
         RecordProblem.objects.bulk_create(new, batch_size=500)
@@ -210,13 +214,13 @@ def record_problems(tracker: RunTracker) -> dict[str, int]:
 _UPDATED = ("failing_runs", "message", "step_name", "last_seen_at", "last_run", "identifier_kind")
 
 
-def _update_problems(problems: list[RecordProblem]) -> None:
-    """UPDATE the still-failing problems: one parameterised statement, executemany.
+def _update_problems(rows: list[tuple]) -> None:
+    """UPDATE the still-failing problems: rows of (*_UPDATED values, pk), one executemany.
 
     bulk_update writes a CASE per column per batch, which on 10,000 failing
     records cost seconds (bench/tracker.py); this is one plain UPDATE per row.
     """
-    if not problems:
+    if not rows:
         return
     fields = [RecordProblem._meta.get_field(name) for name in _UPDATED]
     qn = connection.ops.quote_name
@@ -224,9 +228,10 @@ def _update_problems(problems: list[RecordProblem]) -> None:
     # Identifiers come from the model's _meta (quoted); values are parameters.
     sql = (f"UPDATE {qn(RecordProblem._meta.db_table)} SET {assignments} "  # noqa: S608
            f"WHERE {qn(RecordProblem._meta.pk.column)} = %s")
-    params = [[f.get_db_prep_save(getattr(p, f.attname), connection) for f in fields] + [p.pk] for p in problems]
+    at = connection.ops.adapt_datetimefield_value(rows[0][3])  # one timestamp for the whole run
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        cursor.executemany(sql, [(failing, text, step, at, run_id, kind, pk)
+                                 for failing, text, step, _now, run_id, kind, pk in rows])
 
 
 def _processed_identifiers(tracker: RunTracker, wanted: set[str]) -> set[str]:
