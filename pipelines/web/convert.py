@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from pipelines.readers import (
     DISCIPLINE,
     FUNCTIONS,
@@ -65,12 +67,16 @@ _INFIX = _MEMBER_MAPPING["infix"]
 _TEAMS = _MEMBER_MAPPING["teams"]
 
 
-def _table(filename: str, spec: Any, mapping: dict[str, int], rows: Iterable[tuple[int, list[str]]]) -> Table:
+def _table(filename: str, spec: Any, mapping: dict[str, int], rows: Iterable[tuple[int, list[str]]], *,
+           lines: bool = False) -> Table:
     """A Table as an export would give it: one heading per column (the keys, in
     column order) and each row as (row number, cells, lines it took: 1), so
-    the readers check every web row exactly as they check an export's."""
+    the readers check every web row exactly as they check an export's.
+    `lines`: the rows already carry their line count (the members' hot path)."""
     header = sorted(mapping, key=mapping.__getitem__)
-    return Table(filename, spec, mapping, ((number, cells, 1) for number, cells in rows), header=header)
+    if not lines:
+        rows = ((number, cells, 1) for number, cells in rows)
+    return Table(filename, spec, mapping, rows, header=header)
 
 
 class UnexpectedShape(ExportError):
@@ -90,9 +96,20 @@ def _text(value: Any) -> str:
     raise ValueError(f"unexpected value {json.dumps(value)[:60]}")
 
 
+def parse_json(data: bytes | str) -> Any:
+    """JSON as the sites send it: orjson (a 50,000-member search is ~3x faster
+    to parse), falling back to the standard parser for what orjson refuses
+    (NaN, Infinity). ValueError when it is not JSON. orjson reads an integer
+    beyond 64 bits as a float; the sites send identifiers as strings."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 def load_json(data: bytes, what: str) -> Any:
     try:
-        return json.loads(data)
+        return parse_json(data)
     except ValueError:
         raise UnexpectedShape(f"{what} did not answer with JSON: {_head(data)}") from None
 
@@ -119,7 +136,7 @@ def members_table(body: Any, *, filename: str = "SearchMembers") -> Table:
     """SearchMembers `{"Members": [...]}` as the members export."""
     items = records_of(body, "Members", "SearchMembers")
 
-    def rows() -> Iterator[tuple[int, list[str]]]:
+    def rows() -> Iterator[tuple[int, list[str], int]]:
         keys = _MEMBER_JSON_KEYS
         for number, item in enumerate(items, start=1):
             if not isinstance(item, dict):
@@ -133,9 +150,9 @@ def members_table(body: Any, *, filename: str = "SearchMembers") -> Table:
                 cells[_INFIX] = cells[_INFIX].lower()
             if not cells[_TEAMS]:
                 cells[_TEAMS] = _text_or_json(get("ClubTeams"))
-            yield number, cells
+            yield number, cells, 1
 
-    return _table(filename, MEMBERS, dict(_MEMBER_MAPPING), rows())
+    return _table(filename, MEMBERS, dict(_MEMBER_MAPPING), rows(), lines=True)
 
 
 def _text_or_json(value: Any) -> str:

@@ -8,7 +8,6 @@ element or answer it was waiting for.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from pipelines.web.browser import WebSourceError
+from pipelines.web.convert import parse_json
 
 
 class PageChanged(WebSourceError):
@@ -178,6 +178,6 @@ class Site:
     def json_body(self, response: Any, endpoint: str) -> Any:
         data = self.body(response, endpoint)
         try:
-            return json.loads(data)
+            return parse_json(data)
         except ValueError:
             raise EndpointFailed(f"{endpoint} did not answer with JSON: {head(data)}") from None
