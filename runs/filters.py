@@ -99,13 +99,18 @@ class ErrorFilter(DateRangeMixin, django_filters.FilterSet):
         return queryset
 
     def filter_identifier(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        if self.form.cleaned_data.get("match") == "exact" or len(value) < MIN_PREFIX:
-            # Index: runerror_identifier_created, already in newest-first order.
-            return queryset.filter(identifier=value)
-        return queryset.filter(identifier_prefix_q(value))
+        # Index: runerror_identifier_created, already in newest-first order.
+        return identifier_match(queryset, value, exact=self.form.cleaned_data.get("match") == "exact")
+
+
+def identifier_match(queryset, value: str, *, exact: bool):
+    """An identifier exactly, or (two characters or more) by prefix: an index range, never icontains."""
+    value = value.strip()
+    if not value:
+        return queryset
+    if exact or len(value) < MIN_PREFIX:
+        return queryset.filter(identifier=value)
+    return queryset.filter(identifier_prefix_q(value))
 
 
 class ProblemFilter(django_filters.FilterSet):
@@ -127,9 +132,4 @@ class ProblemFilter(django_filters.FilterSet):
         return queryset
 
     def filter_identifier(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        if self.form.cleaned_data.get("match") == "exact" or len(value) < MIN_PREFIX:
-            return queryset.filter(identifier=value)
-        return queryset.filter(identifier_prefix_q(value))
+        return identifier_match(queryset, value, exact=self.form.cleaned_data.get("match") == "exact")
