@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import Schedule
 
-from runs.models import Run
+from runs.models import PipelineSettings, Run
 from runs.scheduling import (
     MAINTENANCE_TASKS,
     last_expected_slot,
@@ -41,8 +41,11 @@ def q_sync(settings, monkeypatch):
 
 @pytest.fixture
 def no_schedules(db):
-    # post_migrate (also sent after each transactional test's flush) syncs them.
+    # post_migrate (also sent after each transactional test's flush) syncs them,
+    # and records when each pipeline's schedule started (overdue counts from
+    # then): without a schedule, every slot counts, whenever the database was made.
     Schedule.objects.all().delete()
+    PipelineSettings.objects.update(schedule_since=None)
 
 
 def started(pipeline, at, status="success"):
