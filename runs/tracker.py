@@ -837,7 +837,7 @@ class _Writer(threading.Thread):
 
     def _insert_errors(self, pks: dict[int, int]) -> None:
         # Multi-row INSERTs of _ROWS_PER_INSERT rows, no model instances (3-4x
-        # cheaper than bulk_create, see shared/PERFORMANCE.md). Not
+        # cheaper than bulk_create, measured by bench/tracker.py). Not
         # executemany: that releases and retakes the GIL once per row, and
         # against a CPU-bound pipeline thread each retake waits out the
         # interpreter's switch interval (a convoy: a 2,000-row batch took over

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,7 @@ def head(data: bytes | str, limit: int = 300) -> str:
     return " ".join(text[: limit * 2].split())[:limit]
 
 
-class Site:
+class Site(ABC):
     """A logged-in page on one site; subclasses implement `login()` and the downloads."""
 
     name = "The site"  # "Sportlink", "Nikki": how people call it
@@ -77,8 +78,9 @@ class Site:
             raise
         self.logged_in = True
 
-    def login(self) -> None:  # pragma: no cover - every site has its own
-        raise NotImplementedError
+    @abstractmethod
+    def login(self) -> None:
+        """Log in to the site (each site its own pages); WebSourceError when refused."""
 
     # -- waiting ------------------------------------------------------------------
 
@@ -101,7 +103,7 @@ class Site:
                                  f"{head(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}") from None
         self.check_session(page_name)
 
-    def check_session(self, page_name: str) -> None:
+    def check_session(self, page_name: str) -> None:  # noqa: B027 - a hook; the default checks nothing
         """Subclasses raise when the site sent us back to its login page."""
 
     def find(self, selector: str, page_name: str, seconds: float, *, state: str = "visible") -> None:
