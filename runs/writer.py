@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -49,8 +50,8 @@ logger = logging.getLogger("runs.tracker")
 ERROR_BATCH = 2000
 #: How long the final write may keep retrying a locked database.
 DRAIN_TIMEOUT_S = 120.0
-# 100 rows x 9 columns = 900 parameters: within SQLite's historical limit of 999.
-_ROWS_PER_INSERT = 100
+# Rows per INSERT statement, within the database's limit on parameters (9 per row).
+_ROWS_PER_INSERT = 1000
 _ERROR_COLUMNS = ("run_id", "step_id", "pipeline", "step_name", "identifier", "identifier_kind", "message",
                   "traceback", "created_at")
 # A run with more distinct texts than this redacts the rest without remembering them.
@@ -454,19 +455,24 @@ class Writer(threading.Thread):
         self.pending_errors.clear()
 
     def _insert_errors(self, pks: dict[int, int]) -> None:
-        # Multi-row INSERTs of _ROWS_PER_INSERT rows, no model instances (3-4x
-        # cheaper than bulk_create, measured by bench/tracker.py). Not
+        # Multi-row INSERTs of up to _ROWS_PER_INSERT rows, no model instances
+        # (3-4x cheaper than bulk_create, measured by bench/tracker.py). Not
         # executemany: that releases and retakes the GIL once per row, and
         # against a CPU-bound pipeline thread each retake waits out the
         # interpreter's switch interval (a convoy: a 2,000-row batch took over
-        # a second during the benchmark loop). One statement per 100 rows
-        # gives the GIL back 100x less often and is faster on its own too.
+        # a second during the benchmark loop). Every statement still gives the
+        # GIL back once, so a batch uses as few statements as the database's
+        # parameter limit allows (SQLite's is read from the connection: 32,766
+        # or more since 3.32; Django assumes the historical 999).
         # On SQLite the raw connection is used with "?" placeholders: Django's
         # cursor wrapper rewrites "%s" with a regex on every execute.
         width = len(_ERROR_COLUMNS)
         rows = [(r[0], pks.get(r[1]) if r[1] is not None else None, *r[2:]) for r in self.prepared_errors]
-        per_statement = max(1, min(_ROWS_PER_INSERT, (connection.features.max_query_params or 999) // width))
         sqlite = connection.vendor == "sqlite"
+        connection.ensure_connection()
+        limit = (connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if sqlite
+                 else connection.features.max_query_params) or 999
+        per_statement = max(1, min(_ROWS_PER_INSERT, limit // width))
         # wrap_database_errors: the raw connection raises sqlite3's own
         # exceptions; the retry logic expects Django's (locked vs missing table).
         with connection.cursor() as cursor, connection.wrap_database_errors:
