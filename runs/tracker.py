@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from runs.models import Run, RunError, RunStatus, StepStatus
 from runs.redact import redact, truncate
-from runs.tracebacks import exception_message, format_exception
+from runs.tracebacks import RedactedText, exception_message, format_exception
 from runs.writer import (
     DRAIN_TIMEOUT_S,
     ERROR_BATCH,
@@ -423,8 +423,14 @@ class RunTracker:
             self.error_identifiers[str(identifier)[:255]] = (str(identifier_kind)[:32], str(message or ""),
                                                              str(step_name)[:100])
         # A float timestamp: the writer turns it into created_at (cheaper than timezone.now() here).
+        # Plain values only (the traceback as a str, with a flag for "already redacted"): the
+        # garbage collector stops tracking such a tuple at its first pass, so queued rows are
+        # never promoted to the old generation (a RedactedText in them was, and triggered
+        # full collections of the whole process).
+        redacted = type(traceback) is RedactedText
         return ("error", step_id, str(step_name)[:100], "" if identifier is None else str(identifier)[:255],
-                str(identifier_kind)[:32], str(message) if message else "Unknown error", traceback or "", time.time())
+                str(identifier_kind)[:32], str(message) if message else "Unknown error",
+                str(traceback) if redacted else (traceback or ""), redacted, time.time())
 
     @_safe(default=None)
     def record_errors(self, step_name: str, step_id: int | None, errors: Any) -> None:

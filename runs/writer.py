@@ -42,7 +42,6 @@ from django.utils import timezone
 from runs import shutdown
 from runs.models import Run, RunError, RunStep, StepStatus
 from runs.redact import redact, truncate, truncate_traceback
-from runs.tracebacks import RedactedText
 
 logger = logging.getLogger("runs.tracker")
 
@@ -211,7 +210,10 @@ class Writer(threading.Thread):
         self.written: dict[int, tuple] = {}  # local step id -> counts last written
         self.pending_steps: list[StepState] = []
         self.pending_errors: list[tuple] = []
-        self.prepared_errors: list[list] = []
+        # Tuples of plain values, not lists: the garbage collector stops tracking such a
+        # tuple at its first pass, so a batch in flight is never promoted to the old
+        # generation (lists were, and triggered full collections of the whole process).
+        self.prepared_errors: list[tuple] = []
         self.disabled = False
         self.errors_disabled = False
 
@@ -436,12 +438,12 @@ class Writer(threading.Thread):
         run_id, pipeline = self.run_id, self.pipeline[:64]
         redactions = self.report.redactions
         last_ms, last_value = None, None
-        for _, step_id, step_name, identifier, kind, message, tb, created in self.pending_errors:
+        for _, step_id, step_name, identifier, kind, message, tb, tb_redacted, created in self.pending_errors:
             # Millisecond precision is plenty; errors of one burst share the adapted value.
             ms = int(created * 1000)
             if ms != last_ms:
                 last_ms, last_value = ms, adapt(datetime.fromtimestamp(ms / 1000, tz=UTC))
-            self.prepared_errors.append([
+            self.prepared_errors.append((
                 run_id,
                 step_id,  # a local step id until _insert_errors maps it
                 pipeline,
@@ -449,9 +451,9 @@ class Writer(threading.Thread):
                 redactions.identifier(identifier),
                 kind,
                 redactions.message(message),
-                truncate_traceback(tb if type(tb) is RedactedText else redact(tb), RunError.TRACEBACK_MAX),
+                truncate_traceback(tb if tb_redacted else redact(tb), RunError.TRACEBACK_MAX),
                 last_value,
-            ])
+            ))
         self.pending_errors.clear()
 
     def _insert_errors(self, pks: dict[int, int]) -> None:
