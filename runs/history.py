@@ -5,8 +5,8 @@ Two halves, both generic (the engine knows identifiers, not members):
 * `ChangeLog` collects the RecordChange rows of one batch of registry writes.
   The club app's sync helpers fill it while they write a batch and call
   `write()` inside the same transaction, so a change row exists exactly when
-  its registry row was written: one multi-row INSERT per batch, no query per
-  row, nothing at all for an unchanged run or a dry run.
+  its registry row was written: one `executemany` INSERT per batch (no model
+  instances), nothing at all for an unchanged run or a dry run.
 
       log = ChangeLog(step, record_type="member", identifier_kind="knvb_id")
       log.created("ABC123")

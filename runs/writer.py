@@ -13,10 +13,15 @@ whether the final run row is committed, why it cancelled the run).
   from the pipeline's own thread would wait on that thread's own write lock.
   A separate thread simply waits its turn (and retries "database is locked"
   until the run ends) while the pipeline goes on.
-* The pipeline never waits on tracking I/O: errors are queued and written in
-  batches (multi-row INSERTs, see `_insert_errors`); counters live in memory
-  and are flushed, with the heartbeat, every flush interval (about a second).
-  The `Stop` item writes the final run row and ends the thread.
+* The pipeline never waits on tracking I/O in its item loop: errors are
+  queued and written in batches (multi-row INSERTs, see `_insert_errors`),
+  redacted here, each distinct identifier and message once per run
+  (`Redactions`, reused by runs.history.record_problems). Counters live in
+  memory and are flushed, with the heartbeat and the run's error count, every
+  flush interval (RUNS_FLUSH_INTERVAL_S, 1 s) or as soon as ERROR_BATCH errors
+  wait; each flush also notices a cancel request or a scheduler shutdown and
+  sets the cancel event. The `Stop` item writes the final run row (with the
+  tracker's final error count) and ends the thread.
 
 Queue items: `Call` (run a function here, e.g. the run row's INSERT, and hand
 back its result), `Stop`, and tuples ("step", StepState), ("error", *row),
