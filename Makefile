@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup test test-postgres lint bench demo migrate serve clean browser-deps mutate mutate-clean
+.PHONY: setup test test-postgres lint bench demo migrate serve clean browser-deps mutate mutate-clean screenshots
 
 setup: $(STAMP)
 
@@ -67,6 +67,11 @@ demo: migrate
 	  if [ $$code -eq 3 ]; then echo "(partial is expected: the demo exports contain bad rows on purpose)"; \
 	  elif [ $$code -ne 0 ]; then exit $$code; fi
 	$(BIN)/python manage.py rundemo --host $(HOST) --port $(PORT)
+
+# The docs' screenshots (docs/screenshots/*.png) from the real demo in a private temporary
+# SYNCSITE_VAR_DIR: demo data, runsync all, a server on a free loopback port, headless Chromium.
+screenshots: setup
+	$(BIN)/python tools/screenshots.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache mutants
