@@ -49,6 +49,7 @@ from runs.pipeline import Pipeline, all_pipelines
 from runs.redact import redact
 from runs.runner import running_duration_ms
 from runs.services import format_duration
+from runs.states import pipeline_states
 
 logger = logging.getLogger("runs.alerts")
 
@@ -290,15 +291,11 @@ def check_overdue(*, now: datetime) -> Notification | None:
 
 def overdue_details(*, now: datetime) -> list[dict]:
     """Overdue pipelines, by name, with their last slot and last start."""
-    try:
-        from runs.scheduling import pipeline_schedule_states
-    except ImportError:  # scheduling not installed: nothing can be overdue
-        return []
-    states = pipeline_schedule_states(now=now)
+    states = pipeline_states(now=now, strict=True)
     return [
-        {"name": name, "last_slot": s.last_slot, "last_started_at": s.last_started_at}
+        {"name": name, "last_slot": s.schedule.last_slot, "last_started_at": s.schedule.last_started_at}
         for name, s in sorted(states.items())
-        if s.overdue
+        if s.schedule is not None and s.schedule.overdue
     ]
 
 
