@@ -6,11 +6,15 @@ import logging
 
 from django.db import connection
 from django.http import JsonResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from runs import states
+from runs.models import AlertState
+from runs.outcomes import pending_outcomes
+from runs.tracker import describe_db_problem
 
 logger = logging.getLogger("runs.health")
 
@@ -46,8 +50,6 @@ def health(request):
     problem = write_problem()
     if problem:
         return JsonResponse({"status": "error", "database": problem}, status=503)
-    from runs.outcomes import pending_outcomes
-
     waiting = len(pending_outcomes())
     if waiting:
         return JsonResponse({"status": "error", "database": "ok",
@@ -57,11 +59,6 @@ def health(request):
 
 def write_problem() -> str:
     """"" when the database accepts a small committed write, else why not (volunteer words)."""
-    from django.utils import timezone
-
-    from runs.models import AlertState
-    from runs.tracker import describe_db_problem
-
     try:
         # One UPDATE, committed on its own (autocommit); the row is created once.
         if not AlertState.objects.filter(subject=WRITE_CHECK_SUBJECT).update(changed_at=timezone.now()):
