@@ -377,13 +377,14 @@ def _next_url(request: HttpRequest, cursor: str) -> str:
 
 @api_view()
 def pipelines(request):
-    from runs.health import pipeline_states
-    from runs.selectors import latest_runs, schedule_states
+    from runs.selectors import latest_runs
+    from runs.states import pipeline_states
 
     registered = all_pipelines()
     now = timezone.now()
-    schedules = schedule_states(now)
-    states = {p["name"]: p["state"] for p in pipeline_states(now=now)}
+    current = pipeline_states(now=now)
+    schedules = {name: s.schedule for name, s in current.items()}
+    states = {name: s.state for name, s in current.items()}
     last = latest_runs([p.name for p in registered])
     results = []
     for pipeline in registered:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +70,6 @@ class Pipeline:
     identifier_keys: tuple[str, ...] = DEFAULT_IDENTIFIER_KEYS
     #: Alerting on a `partial` run (the alerts read this).
     alert_on_partial: bool = True
-    options: dict = field(default_factory=dict)
 
 
 _registry: dict[str, Pipeline] = {}
@@ -83,7 +82,6 @@ def register(
     description: str = "",
     identifier_keys: Sequence[str] | None = None,
     alert_on_partial: bool = True,
-    **options: Any,
 ) -> Callable[[Callable], Callable]:
     """Register a pipeline function under `name` with its default cron schedule."""
 
@@ -100,7 +98,6 @@ def register(
             description=description or (func.__doc__ or "").strip().split("\n")[0],
             identifier_keys=tuple(identifier_keys or DEFAULT_IDENTIFIER_KEYS),
             alert_on_partial=alert_on_partial,
-            options=options,
         )
         return func
 
@@ -317,7 +314,6 @@ class Step:
             state.reason = reason
             state.position = len(self.run.local_steps) + 1
             self.run.local_steps.append(state)
-        self.run.step_results.append(self)
         return swallow
 
 
@@ -325,7 +321,8 @@ class PipelineRun:
     """What a pipeline function receives: steps, child runs, cancellation."""
 
     def __init__(self, pipeline: Pipeline, tracker: RunTracker, *, dry_run: bool = False, mode: str = "manual",
-                 triggered_by_id: int | None = None, allow_removals: bool = False) -> None:
+                 triggered_by_id: int | None = None, allow_removals: bool = False,
+                 run_pipeline: Callable[..., Run] | None = None) -> None:
         self.pipeline = pipeline
         self.name = pipeline.name
         self.tracker = tracker
@@ -338,7 +335,9 @@ class PipelineRun:
         self.triggered_by_id = triggered_by_id
         self.summary: dict[str, Any] = {}
         self.child_statuses: list[str] = []
-        self.step_results: list[Step] = []
+        #: How a child run is started (runs.runner.run_pipeline, handed over by
+        #: the runner, so this module never imports the runner).
+        self._run_pipeline = run_pipeline
         self.current_step: Step | None = None
         #: The run's scope: None for every record, else the identifiers of
         #: `runsync --only` (a frozenset, case-folded). A scoped run reads the
@@ -429,11 +428,11 @@ class PipelineRun:
         child with the child's status and totals. A failing child does not stop
         the parent: the caller goes on with the next.
         """
-        from runs.runner import run_pipeline  # runner imports this module
-
+        if self._run_pipeline is None:
+            raise RuntimeError("this run was not started by the runner, so it cannot start child runs")
         self.check_cancelled(query=True)
         sid = self.tracker.start_step(name, critical=False)
-        child = run_pipeline(name, mode=self.mode, dry_run=self.dry_run, parent=self.tracker.run_id,
+        child = self._run_pipeline(name, mode=self.mode, dry_run=self.dry_run, parent=self.tracker.run_id,
                              triggered_by_id=self.triggered_by_id, only=self.tracker.only,
                              allow_removals=self.allow_removals)
         # A child with nothing configured is a skipped step here, not a problem

@@ -1,4 +1,4 @@
-"""Retention: keep run history bounded (`manage.py prunruns`, a daily schedule).
+"""Retention: keep run history bounded (`manage.py prunruns`, the daily runs.tasks.run_prune).
 
 - Runs older than RUNS_KEEP_DAYS go, with their steps and errors, except a
   running run, the latest run of each pipeline and the parents of those (a
@@ -214,8 +214,3 @@ def _prune_task_results(cutoff: datetime, *, batch_size: int) -> int:
         if not ids:
             return removed
         removed += Task.objects.filter(pk__in=ids).delete()[0]
-
-
-def run_prune() -> str:
-    """The daily django-q2 task."""
-    return str(prune_runs())

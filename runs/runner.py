@@ -76,7 +76,7 @@ def run_pipeline(
         logger.error("run tracking is unavailable (%s); %s runs untracked", tracker.problem, name)
 
     run = PipelineRun(pipeline, tracker, dry_run=dry_run, mode=mode, triggered_by_id=triggered_by_id,
-                      allow_removals=allow_removals)
+                      allow_removals=allow_removals, run_pipeline=run_pipeline)
     if on_start is not None:
         on_start(tracker)
     status: str | None = None

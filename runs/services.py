@@ -10,23 +10,6 @@ from django.utils import timezone
 from runs.models import HELD_REMOVALS_KEY, Mode, Run, RunError, RunStatus, RunStep
 from runs.pipeline import get_pipeline
 
-
-def format_duration(ms: int | None) -> str:
-    """A duration for people: `850 ms`, `12.3 s`, `2 m 05 s`, `1 h 02 m`."""
-    if ms is None:
-        return "—"
-    if ms < 1000:
-        return f"{ms} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, sec = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} m {sec:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} m"
-
-
 # --- run now / cancel (scheduling) ---------------------------------------------
 
 

@@ -11,7 +11,7 @@ from runs.models import Run, RunStatus, RunStep, StepStatus
 from runs.pipeline import UnknownPipeline, all_pipelines, get_pipeline
 from runs.runner import run_pipeline
 from runs.selectors import latest_runs
-from runs.services import format_duration
+from runs.templatetags.runs_extras import format_duration
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_SKIPPED = 0, 1, 2, 3, 4
 
