@@ -466,6 +466,7 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+SECRET_SETTINGS += ("EMAIL_HOST_PASSWORD",)
 
 
 # --- trustworthy outcomes: spool, reminders, alert threshold -------------------
