@@ -88,10 +88,9 @@ def check_alerts(*, now: datetime | None = None) -> list[Notification]:
 
 def alert_thresholds() -> dict[str, int]:
     """ALERT_AFTER_FAILURES per pipeline where the admin set its own (one query)."""
-    return dict(
-        PipelineSettings.objects.filter(alert_after_failures__isnull=False)
-        .values_list("pipeline", "alert_after_failures")
-    )
+    rows = PipelineSettings.objects.filter(alert_after_failures__isnull=False).values_list(
+        "pipeline", "alert_after_failures")
+    return {pipeline: threshold for pipeline, threshold in rows if threshold is not None}
 
 
 def outcome_state(run: Run, pipeline: Pipeline) -> str:
@@ -190,7 +189,7 @@ def check_reminders(*, now: datetime) -> Notification | None:
         if min(last_notified(s) for s in states) > now - remind_after:
             return None
         failing = [(s.subject[len("run:"):], s) for s in states if s.subject != OVERDUE_SUBJECT]
-        overdue = next((s.detail.get("pipelines", []) for s in states if s.subject == OVERDUE_SUBJECT), [])
+        overdue: list[str] = next((s.detail.get("pipelines", []) for s in states if s.subject == OVERDUE_SUBJECT), [])
         lines = ["Still wrong:"]
         for name, state in failing:
             lines.append(f"- {name}: {state.state} since {_local(_since(state))}, "
@@ -386,7 +385,7 @@ def run_payload(event: str, run: Run, *, now: datetime) -> dict:
     }
 
 
-_TITLES = {
+_TITLES: dict[str, str] = {
     AlertEvent.FAILED: "failed",
     AlertEvent.PARTIAL: "finished with errors (partial)",
     AlertEvent.RECOVERED: "recovered",
@@ -499,7 +498,7 @@ def deliver_pending(*, now: datetime | None = None, limit: int = 50) -> Delivery
 
 def _send(notification: Notification) -> list[str]:
     """Send on every configured channel not yet done; return what failed."""
-    errors = []
+    errors: list[str] = []
     if not settings.ALERT_EMAILS and not settings.ALERT_WEBHOOK_URL:
         logger.warning("alert (no ALERT_EMAILS or ALERT_WEBHOOK_URL configured): %s", notification.subject)
         return errors

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet
@@ -17,7 +18,10 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from runs.models import RecordChange, RecordProblem, Run, RunError, RunStatus, RunStep
-from runs.pipeline import Pipeline, all_pipelines
+from runs.pipeline import CardNote, Pipeline, all_pipelines
+
+if TYPE_CHECKING:
+    from runs.scheduling import ScheduleState
 
 logger = logging.getLogger("runs.selectors")
 
@@ -94,8 +98,13 @@ def action_url(name: str, *args) -> str | None:
 class Card:
     pipeline: Pipeline
     runs: list[Run]
-    schedule: object | None = None
+    schedule: ScheduleState | None = None
     running_steps: list[RunStep] = field(default_factory=list)
+    # Filled in by the overview view for the user who looks.
+    run_now_url: str | None = None
+    notes: list[CardNote] = field(default_factory=list)
+    open_problems: int = 0
+    open_problems_capped: bool = False
 
     @property
     def last(self) -> Run | None:
@@ -138,7 +147,7 @@ class Card:
             return self.colour
         if self.runs:
             return "running"
-        return "waiting" if getattr(self.schedule, "waiting", False) and self.schedule.enabled else "never"
+        return "waiting" if self.schedule is not None and self.schedule.waiting and self.schedule.enabled else "never"
 
 
 def overview_cards(now: datetime | None = None) -> list[Card]:

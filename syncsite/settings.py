@@ -385,7 +385,7 @@ SYNC_MAX_REMOVALS_PERCENT = env_percent("SYNC_MAX_REMOVALS_PERCENT", 10)
 SYNC_MAX_REMOVALS_MIN = env_int("SYNC_MAX_REMOVALS_MIN", 5, minimum=0)
 
 # Values that must never reach the database, logs or error messages.
-SECRET_SETTINGS = ("SECRET_KEY", "LAPOSTA_API_KEY", "FREESCOUT_API_KEY", "ALERT_WEBHOOK_URL")
+SECRET_SETTINGS: tuple[str, ...] = ("SECRET_KEY", "LAPOSTA_API_KEY", "FREESCOUT_API_KEY", "ALERT_WEBHOOK_URL")
 
 
 # --- web sources: Sportlink Club and Nikki fetched by a headless browser ---------
