@@ -15,6 +15,7 @@ show (`show_full_result_count = False`).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from django import forms
 from django.contrib import admin
@@ -119,12 +120,19 @@ def _former_badge(is_former: bool) -> str:
 PHONE_RE = re.compile(r"^[0-9+() ./-]*$")
 
 
-class ContactFormMixin:
-    """Checks the contact fields the way Sportlink will need them."""
+if TYPE_CHECKING:
+    _ModelFormBase = forms.ModelForm
+else:
+    _ModelFormBase = object
+
+
+class ContactFormMixin(_ModelFormBase):
+    """Checks the contact fields the way Sportlink will need them (mixed into a ModelForm)."""
 
     def clean(self):
-        data = super().clean()
-        for name in self._meta.fields:
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean() returns
+        for name in self._meta.fields or ():
             if isinstance(data.get(name), str):
                 data[name] = data[name].strip()
         return data
@@ -368,8 +376,9 @@ class CorrectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: Correction) -> str:
-        css = {CorrectionState.PENDING: "partial", CorrectionState.CONFLICT: "failed",
-               CorrectionState.CONFIRMED: "success"}.get(obj.state, "skipped")
+        badges: dict[str, str] = {CorrectionState.PENDING: "partial", CorrectionState.CONFLICT: "failed",
+                                  CorrectionState.CONFIRMED: "success"}
+        css = badges.get(obj.state, "skipped")
         return format_html('<span class="badge badge-{}">{}</span>', css, obj.get_state_display())
 
     @admin.action(description="Keep ours (a conflict goes back to pending)", permissions=["change"])

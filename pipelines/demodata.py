@@ -126,7 +126,7 @@ def _team_plan() -> list[tuple[str, str, str, int, int]]:
 
 class _Codes:
     def __init__(self, rng: random.Random) -> None:
-        self.rng, self.used = rng, set()
+        self.rng, self.used = rng, set[str]()
 
     def new(self) -> str:
         letters, digits = string.ascii_uppercase, string.digits
@@ -235,7 +235,7 @@ def _euro(amount: Decimal) -> str:
     """`€ 1.234,56` like Nikki shows it."""
     sign = "-" if amount < 0 else ""
     whole, cents = f"{abs(amount):.2f}".split(".")
-    groups = []
+    groups: list[str] = []
     while whole:
         groups.insert(0, whole[-3:])
         whole = whole[:-3]

@@ -296,27 +296,27 @@ def prepare(step: Step, *, members: list[MemberRecord], parents: list[ParentReco
         lists[members_list] = entries
 
     if parents_list:
-        by_knvb = {record.knvb_id: record for record in members}
+        by_knvb = {member.knvb_id: member for member in members}
         merged: dict[str, tuple[ParentRecord, list[str]]] = {}
-        for record in parents:
-            email = normalise_email(record.email)
+        for parent in parents:
+            email = normalise_email(parent.email)
             if not email:
                 without_email += 1
                 continue
             if email in merged:  # the same parent listed with two children: one entry
-                merged[email][1].extend(record.children)
+                merged[email][1].extend(parent.children)
                 continue
-            merged[email] = (record, list(record.children))
+            merged[email] = (parent, list(parent.children))
         entries = []
         for email in sorted(merged):
-            record, child_ids = merged[email]
+            parent, child_ids = merged[email]
             step.read()
             if not is_valid_email(email):
-                step.fail_item(f"Invalid email address {record.email.strip()!r}: not sent to Laposta",
-                               identifier=record.email.strip(), identifier_kind="email")
+                step.fail_item(f"Invalid email address {parent.email.strip()!r}: not sent to Laposta",
+                               identifier=parent.email.strip(), identifier_kind="email")
                 continue
             children = [by_knvb[k] for k in dict.fromkeys(child_ids) if k in by_knvb]
-            fields = parent_fields(record, children)
+            fields = parent_fields(parent, children)
             entries.append((email, Send(parents_list, email, fields, payload_hash(email, fields),
                                         identifier=email, identifier_kind="email", parent_email=email)))
         if members_list == parents_list:

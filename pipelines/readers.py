@@ -35,6 +35,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from operator import itemgetter
+from typing import Any
 
 from pipelines.records import (
     CommissieRoleRecord,
@@ -418,11 +419,14 @@ class Table:
         # Every row has exactly as many cells as the header: with one more or
         # one fewer, every value after the damage is in the wrong column.
         columns = len(self.header)
+        getter: Callable[[list[str]], tuple[str, ...]]
         if len(indices) == 1:
             index = indices[0]
 
-            def getter(cells: list[str]) -> tuple[str, ...]:
+            def one_cell(cells: list[str]) -> tuple[str, ...]:
                 return (cells[index],)
+
+            getter = one_cell
         else:
             getter = itemgetter(*indices)
         strip = str.strip
@@ -752,13 +756,13 @@ def record_checker(table: Table) -> Callable[[object], None]:
         return lambda record: None
     cache: dict[type, tuple] = {}
 
-    def check(record: object) -> None:
+    def check(record: Any) -> None:  # a MemberRecord, ParentRecord, ... (the attributes are in FITS)
         kind = type(record)
         limits = cache.get(kind)
         if limits is None:
             limits = cache[kind] = _limits(kind.__name__)
         for attribute, column, max_length, choices, digits in limits:
-            value = ", ".join(record.teams) if attribute == "local_teams" else getattr(record, attribute)
+            value: Any = ", ".join(record.teams) if attribute == "local_teams" else getattr(record, attribute)
             if value is None or value == "":
                 continue
             if max_length is not None and len(value) > max_length:

@@ -343,7 +343,7 @@ class Upserter:
         if log.enabled and updates and self.compared:
             # The batch's old values, in one query, inside the batch's transaction.
             names = self.compared
-            old = {pk: dict(zip(names, values, strict=True)) for pk, *values in self.model.objects.filter(
+            old = {pk: dict(zip(names, values, strict=True)) for pk, *values in self.model._default_manager.filter(
                 pk__in=[pk for _record, pk, _row in updates]).order_by().values_list("pk", *names)}
         self.writer.insert([row for _record, _key, row in creates])
         self.writer.update([pk for _record, pk, _row in updates], [row for _record, _pk, row in updates],
@@ -360,8 +360,9 @@ class Upserter:
         if self.after_write is not None:
             pairs = [(record, pk, False) for record, pk, _row in updates]
             if creates:
+                assert self.key_field is not None  # after_write needs it (checked in __init__)
                 keys = [key for _record, key, _row in creates]
-                new = dict(self.model.objects.filter(**{f"{self.key_field}__in": keys})
+                new = dict(self.model._default_manager.filter(**{f"{self.key_field}__in": keys})
                            .values_list(self.key_field, "pk"))
                 pairs += [(record, new[key], True) for record, key, _row in creates]
             self.after_write(pairs)
@@ -418,8 +419,8 @@ def update_in_batches(step: Step, model: type[models.Model], pks: Sequence[int],
             log = ChangeLog(step, record_type=str(model._meta.verbose_name),
                             identifier_kind=history.identifier_kind) if history else None
             before = _values_of(model, chunk, shown) if log is not None and log.enabled else None
-            model.objects.filter(pk__in=chunk).update(**values)
-            if before is not None:
+            model._default_manager.filter(pk__in=chunk).update(**values)
+            if before is not None and log is not None and history is not None:
                 after = _values_of(model, chunk, shown)
                 for pk in chunk:
                     old, new = before.get(pk, {}), after.get(pk, {})
@@ -432,7 +433,7 @@ def update_in_batches(step: Step, model: type[models.Model], pks: Sequence[int],
 
 
 def _values_of(model: type[models.Model], pks: list[int], names: Sequence[str]) -> dict[int, dict]:
-    rows = model.objects.filter(pk__in=pks).order_by().values_list("pk", *names)
+    rows = model._default_manager.filter(pk__in=pks).order_by().values_list("pk", *names)
     return {pk: dict(zip(names, rest, strict=True)) for pk, *rest in rows}
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -47,10 +48,17 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         # Without the ORDER BY the LIMITed subquery reads any narrow index.
-        return self.object_list.order_by()[: self.CAP + 1].count()
+        return self.object_list.order_by()[: self.CAP + 1].count()  # type: ignore[attr-defined]  # a QuerySet
 
 
-class CheapDatesMixin:
+if TYPE_CHECKING:  # what the mixins below are mixed into
+    _QuerySetBase = QuerySet[Run]
+    _AdminBase = admin.ModelAdmin
+else:
+    _QuerySetBase = _AdminBase = object
+
+
+class CheapDatesMixin(_QuerySetBase):
     """The date hierarchy's levels from the first and last date (two index
     seeks) instead of `SELECT DISTINCT trunc(…)` over every row, which SQLite
     answers with a full scan. A year, month or day without rows may show up;
@@ -84,7 +92,7 @@ class CheapDatesMixin:
         # index for a lone MIN() or MAX(), so answer that pair with two seeks.
         if not args and set(kwargs) == {"first", "last"} and isinstance(kwargs["first"], Min) \
                 and isinstance(kwargs["last"], Max):
-            field_name = kwargs["first"].source_expressions[0].name
+            field_name = kwargs["first"].source_expressions[0].name  # type: ignore[attr-defined]  # an F()
             return {"first": self._bound(field_name, False), "last": self._bound(field_name, True)}
         return super().aggregate(*args, **kwargs)
 
@@ -177,7 +185,7 @@ class FirstErrorsFormSet(BaseInlineFormSet):
     def get_queryset(self):
         if not hasattr(self, "_queryset"):
             # (run, step, id) order walks runerror_run_step without sorting.
-            self._queryset = self.queryset.order_by("step_id", "id")[:ERROR_INLINE_LIMIT]
+            self._queryset = self.queryset.order_by("step_id", "id")[:ERROR_INLINE_LIMIT]  # type: ignore[union-attr]
         return self._queryset
 
 
@@ -418,7 +426,7 @@ class RunErrorAdmin(HistoryAdmin):
 # --- record history -------------------------------------------------------------
 
 
-class IdentifierSearchMixin:
+class IdentifierSearchMixin(_AdminBase):
     """Search an identifier exactly or by prefix (an index range), never icontains."""
 
     search_fields = ("=identifier",)
@@ -478,7 +486,7 @@ class PipelineSettingsForm(forms.ModelForm):
         names = [p.name for p in all_pipelines()]
         if self.instance.pk and self.instance.pipeline not in names:
             names.append(self.instance.pipeline)  # a pipeline that is no longer registered
-        self.fields["pipeline"].choices = [(n, n) for n in names]
+        cast(forms.ChoiceField, self.fields["pipeline"]).choices = [(n, n) for n in names]
 
 
 @admin.register(PipelineSettings)

@@ -86,10 +86,9 @@ def check_alerts(*, now: datetime | None = None) -> list[Notification]:
 
 def alert_thresholds() -> dict[str, int]:
     """ALERT_AFTER_FAILURES per pipeline where the admin set its own (one query)."""
-    return dict(
-        PipelineSettings.objects.filter(alert_after_failures__isnull=False)
-        .values_list("pipeline", "alert_after_failures")
-    )
+    rows = PipelineSettings.objects.filter(alert_after_failures__isnull=False).values_list(
+        "pipeline", "alert_after_failures")
+    return {pipeline: threshold for pipeline, threshold in rows if threshold is not None}
 
 
 def outcome_state(run: Run, pipeline: Pipeline) -> str:
@@ -188,7 +187,7 @@ def check_reminders(*, now: datetime) -> Notification | None:
         if min(last_notified(s) for s in states) > now - remind_after:
             return None
         failing = [(s.subject[len("run:"):], s) for s in states if s.subject != OVERDUE_SUBJECT]
-        overdue = next((s.detail.get("pipelines", []) for s in states if s.subject == OVERDUE_SUBJECT), [])
+        overdue: list[str] = next((s.detail.get("pipelines", []) for s in states if s.subject == OVERDUE_SUBJECT), [])
         lines = ["Still wrong:"]
         for name, state in failing:
             lines.append(f"- {name}: {state.state} since {_local(_since(state))}, "
@@ -380,7 +379,7 @@ def run_payload(event: str, run: Run, *, now: datetime) -> dict:
     }
 
 
-_TITLES = {
+_TITLES: dict[str, str] = {
     AlertEvent.FAILED: "failed",
     AlertEvent.PARTIAL: "finished with errors (partial)",
     AlertEvent.RECOVERED: "recovered",

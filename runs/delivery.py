@@ -74,7 +74,7 @@ def deliver_pending(*, now: datetime | None = None, limit: int = 50) -> Delivery
 
 def _send(notification: Notification) -> list[str]:
     """Send on every configured channel not yet done; return what failed."""
-    errors = []
+    errors: list[str] = []
     if not settings.ALERT_EMAILS and not settings.ALERT_WEBHOOK_URL:
         logger.warning("alert (no ALERT_EMAILS or ALERT_WEBHOOK_URL configured): %s", notification.subject)
         return errors

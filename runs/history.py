@@ -25,12 +25,13 @@ Two halves, both generic (the engine knows identifiers, not members):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from runs.models import ChangeAction, RecordChange, RecordProblem
@@ -109,7 +110,7 @@ class ChangeLog:
         self.rows.append((str(identifier), label, action, changes))
         return True
 
-    def retired(self, identifier: Any, changes: dict[str, list], *, label: str = "") -> None:
+    def retired(self, identifier: Any, changes: dict[str, Sequence[Any]], *, label: str = "") -> None:
         """A row that left the export (marked former, closed, ended): its problems resolve too."""
         if self.enabled:
             identifier = str(identifier)
@@ -222,7 +223,7 @@ def _update_problems(rows: list[tuple]) -> None:
     """
     if not rows:
         return
-    fields = [RecordProblem._meta.get_field(name) for name in _UPDATED]
+    fields = [cast("Field", RecordProblem._meta.get_field(name)) for name in _UPDATED]  # concrete columns
     qn = connection.ops.quote_name
     assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
     # Identifiers come from the model's _meta (quoted); values are parameters.

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from runs.models import Run, RunStatus, RunStep
+from runs.pipeline import CardNote
 from runs.states import PipelineState, pipeline_states
 
 #: How many recent runs a card summarises (success rate, sparkline).
@@ -17,6 +18,11 @@ class Card(PipelineState):
     """A pipeline's state as its card shows it (the view adds its notes and links)."""
 
     running_steps: list[RunStep] = field(default_factory=list)
+    # Filled in by the overview view for the user who looks.
+    run_now_url: str | None = None
+    notes: list[CardNote] = field(default_factory=list)
+    open_problems: int = 0
+    open_problems_capped: bool = False
 
     @property
     def last_finished(self) -> Run | None:

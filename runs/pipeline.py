@@ -178,7 +178,7 @@ class Item:
             # when the pipeline has open problems (runs.history).
             self.step._processed.append(self.obj if self.identifier is None else str(self.identifier))
             return False
-        if not issubclass(exc_type, Exception) or issubclass(exc_type, SkipStep):
+        if not isinstance(exc, Exception) or isinstance(exc, SkipStep):
             return False
         self.step.fail_item(exc, obj=self.obj, identifier=self.identifier)
         return True
@@ -300,11 +300,11 @@ class Step:
         elif issubclass(exc_type, Cancelled):
             status, reason, swallow = StepStatus.CANCELLED, self._tracker.cancel_reason or "Cancelled on request.", \
                 False
-        elif issubclass(exc_type, Exception):
+        elif isinstance(exc, Exception):
             status, reason = StepStatus.FAILED, exception_message(exc)
             self._tracker.record_error(step_id=self.id, step_name=self.name, message=reason,
                                        traceback=format_exception(exc))
-            exc._syncsite_recorded = True  # the runner must not record it twice
+            exc._syncsite_recorded = True  # type: ignore[attr-defined]  # a mark: the runner must not record it twice
             swallow = not self.critical
         else:  # KeyboardInterrupt, SystemExit
             status, reason, swallow = StepStatus.FAILED, f"Interrupted ({exc_type.__name__}).", False
@@ -388,7 +388,7 @@ class PipelineRun:
         if self.tracker.skip_step(name, reason, critical=critical) is None:
             self._local(name, StepStatus.SKIPPED, reason=reason)
 
-    def _local(self, name: str, status: str, *, reason: str = "", **counts: int) -> StepState:
+    def _local(self, name: str, status: str, *, reason: str = "", **counts: Any) -> StepState:
         state = StepState(local_id=0, name=name, position=len(self.local_steps) + 1, status=status,
                           reason=reason, **counts)
         self.local_steps.append(state)
@@ -441,12 +441,13 @@ class PipelineRun:
             self.child_statuses.append(child.status)
         # Its errors are this run's errors too: the parent adds up.
         self.tracker.add_child_errors(child.error_count)
-        step_status = {
+        step_of_child: dict[str, str] = {
             RunStatus.SUCCESS: StepStatus.SUCCESS,
             RunStatus.PARTIAL: StepStatus.PARTIAL,
             RunStatus.SKIPPED: StepStatus.SKIPPED,
             RunStatus.CANCELLED: StepStatus.CANCELLED,
-        }.get(child.status, StepStatus.FAILED)
+        }
+        step_status = step_of_child.get(child.status, StepStatus.FAILED)
         self.tracker.end_step(
             sid, status=step_status, created=child.created, updated=child.updated, skipped=child.skipped,
             failed=child.failed, detail={"child_run": child.pk}, reason=child.message,

@@ -145,8 +145,9 @@ def _untracked_outcome(tracker: RunTracker, run: PipelineRun, status: str, messa
         message=truncate(redact(f"{message} {note}" if message else note), RunError.MESSAGE_MAX),
         summary=run.summary, **totals,
     )
-    outcome.tracking_problem = problem
-    outcome.untracked_steps = states
+    # Not fields: what runsync reports about an outcome that is not in the database.
+    outcome.tracking_problem = problem  # type: ignore[attr-defined]
+    outcome.untracked_steps = states  # type: ignore[attr-defined]
     logger.error("%s ended %s but its record could not be written: %s", tracker.pipeline, status, problem)
     try:
         spool_outcome(outcome, steps=states, cause=problem)

@@ -220,6 +220,7 @@ def pipeline_schedule_states(*, now: datetime | None = None,
             states[p.name] = ScheduleState(p.name, cron, False, None, last_expected_slot(cron, now=now),
                                            started, False, None, p.schedule)
             continue
+        upcoming: datetime | None
         if row_next is not None and row_next > now:
             upcoming = _utc(row_next)
         else:

@@ -116,7 +116,7 @@ def compute_run_status(
         status = RunStatus.PARTIAL
     elif step_statuses and all(s == StepStatus.SKIPPED for s in step_statuses):
         status = RunStatus.SKIPPED
-    worst = {RunStatus.SUCCESS: 0, RunStatus.SKIPPED: 1, RunStatus.PARTIAL: 2, RunStatus.CANCELLED: 3,
+    worst: dict[str, int] = {RunStatus.SUCCESS: 0, RunStatus.SKIPPED: 1, RunStatus.PARTIAL: 2, RunStatus.CANCELLED: 3,
              RunStatus.ABANDONED: 4, RunStatus.FAILED: 4}
     for child in child_statuses:
         child = RunStatus.FAILED if child == RunStatus.ABANDONED else child
@@ -763,6 +763,8 @@ class _Writer(threading.Thread):
 
     def _flush(self, final: _Stop | None) -> None:
         tracker = self.tracker
+        run_id = tracker.run_id
+        assert run_id is not None, "the writer only starts once the run's row exists"
         now = timezone.now()
         new_step_pks: dict[int, int] = {}
         # Redact and trim before taking the write lock: it is CPU work.
@@ -770,7 +772,7 @@ class _Writer(threading.Thread):
         with transaction.atomic():
             for state in self.pending_steps:
                 step = RunStep.objects.create(
-                    run_id=tracker.run_id, position=state.position, name=state.name, critical=state.critical,
+                    run_id=run_id, position=state.position, name=state.name, critical=state.critical,
                     started_at=state.started_at, total=state.total, status=StepStatus.RUNNING,
                 )
                 new_step_pks[state.local_id] = step.pk
@@ -784,7 +786,7 @@ class _Writer(threading.Thread):
                 snapshot = state.counts()
                 if self.written.get(state.local_id) == snapshot:
                     continue
-                fields = dict(read=state.read, created=state.created, updated=state.updated,
+                fields: dict[str, Any] = dict(read=state.read, created=state.created, updated=state.updated,
                               skipped=state.skipped, failed=state.failed, total=state.total)
                 if state.status != StepStatus.RUNNING:
                     fields.update(status=state.status, finished_at=state.finished_at,
@@ -798,7 +800,7 @@ class _Writer(threading.Thread):
                                           "error_count": max(0, tracker.error_count - tracker.errors_lost)}
             if final is not None and final.fields:
                 run_fields.update(final.fields)
-            Run.objects.filter(pk=tracker.run_id).update(**run_fields)
+            Run.objects.filter(pk=run_id).update(**run_fields)
         # Committed: only now does the in-memory bookkeeping move on.
         if final is not None and final.fields:
             tracker.final_written = True
@@ -806,7 +808,7 @@ class _Writer(threading.Thread):
         self.written.update(changed)
         self._drop_pending()
         if final is None and not tracker.cancel_event.is_set():
-            requested = Run.objects.filter(pk=tracker.run_id).values_list("cancel_requested_at", flat=True).first()
+            requested = Run.objects.filter(pk=run_id).values_list("cancel_requested_at", flat=True).first()
             if requested is not None:
                 tracker.cancel_event.set()
         if final is None and not tracker.cancel_event.is_set() and shutdown.stop_requested():

@@ -8,6 +8,7 @@ a staff login (the admin login page, which redirects back).
 from __future__ import annotations
 
 import csv
+from typing import Any
 
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -74,7 +75,7 @@ def _held_removals(request, run: Run, steps: list) -> dict:
     held = {}
     for step in steps:
         held.update(step.held_removals)
-    context = {"held_removals": held}
+    context: dict[str, Any] = {"held_removals": held}
     if held and request.user.has_perm("runs.trigger_run") and can_approve_removals(run, held=held):
         context["approve_removals_url"] = reverse("runs:approve-removals", args=[run.pk])
     return context

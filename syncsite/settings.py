@@ -385,7 +385,7 @@ SYNC_MAX_REMOVALS_PERCENT = env_percent("SYNC_MAX_REMOVALS_PERCENT", 10)
 SYNC_MAX_REMOVALS_MIN = env_int("SYNC_MAX_REMOVALS_MIN", 5, minimum=0)
 
 # Values that must never reach the database, logs or error messages.
-SECRET_SETTINGS = ("SECRET_KEY", "LAPOSTA_API_KEY", "FREESCOUT_API_KEY", "ALERT_WEBHOOK_URL")
+SECRET_SETTINGS: tuple[str, ...] = ("SECRET_KEY", "LAPOSTA_API_KEY", "FREESCOUT_API_KEY", "ALERT_WEBHOOK_URL")
 
 
 # --- web sources: Sportlink Club and Nikki fetched by a headless browser ---------
@@ -466,6 +466,7 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+SECRET_SETTINGS += ("EMAIL_HOST_PASSWORD",)
 
 
 # --- trustworthy outcomes: spool, reminders, alert threshold -------------------
