@@ -79,6 +79,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
     def response_add(self, request, obj, post_url_continue=None):
+        # An attribute of this request, not of HttpRequest: Django's add view calls save_model first,
+        # but a request that reaches response_add without it (an override, a subclass) gets
+        # Django's own page rather than an AttributeError; hence getattr.
         raw = getattr(request, "_syncsite_raw_token", None)
         if raw is None:
             return super().response_add(request, obj, post_url_continue)
