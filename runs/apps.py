@@ -34,8 +34,6 @@ class RunsConfig(AppConfig):
             import_module(module)
         # syncsite's deployment checks (`manage.py check --deploy`).
         import_module("syncsite.checks")
-        # The API token admin (runs/admin.py holds the run history admins).
-        import_module("runs.admin_tokens")
         # Connects the django-q2 signal that tells a task its own id.
         import_module("runs.tasks")
         # Schedule edits recompute next_run and restart overdue counting.

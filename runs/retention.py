@@ -1,4 +1,4 @@
-"""Retention: keep run history bounded (`manage.py prunruns`, the daily runs.tasks.run_prune).
+"""Retention: keep run history bounded (`manage.py pruneruns`, the daily runs.tasks.run_prune).
 
 - Runs older than RUNS_KEEP_DAYS go, with their steps and errors, except a
   running run, the latest run of each pipeline and the parents of those (a

@@ -1,4 +1,14 @@
-"""Selectors and small services over run history, shared by views, commands and tasks."""
+"""The write side of run history: the services that change what runs, shared by the
+dashboard's action views (runs.action_views), the admin actions, the API, commands and tasks.
+
+- trigger_run: queue a pipeline (run now, "Sync again" with `only`), refused while it runs or waits;
+- cancel_run: ask a running run to stop;
+- approve_removals: approve what a run held back and queue the pipeline once with removals allowed;
+- release_tasks: take abandoned runs' tasks out of the broker;
+- record_task_failure: record a task that failed before the runner could start it.
+
+Reads live in runs.selectors.
+"""
 
 from __future__ import annotations
 

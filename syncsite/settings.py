@@ -355,7 +355,7 @@ RUN_ERRORS_KEEP_DAYS = env_int("RUN_ERRORS_KEEP_DAYS", 30, minimum=1, maximum=36
 
 # --- record history ------------------------------------------------------------
 
-# Field-level changes per record (RecordChange) are kept this long by prunruns;
+# Field-level changes per record (RecordChange) are kept this long by pruneruns;
 # longer than runs: a pruned run's changes stay.
 RECORD_CHANGES_KEEP_DAYS = env_int("RECORD_CHANGES_KEEP_DAYS", 365, minimum=1)
 

@@ -20,7 +20,7 @@ from runs.redact import clear_secret_cache
 from runs.runner import run_pipeline
 from tests.pipelines.conftest import export_file
 from tests.pipelines.test_laposta import KEY, MEMBERS_LIST, PARENTS_LIST, FakeLaposta
-from tests.runs.test_actions import CsrfClient, make_user, q_sync, texts  # noqa: F401 - q_sync is a fixture
+from tests.runs.test_action_views import CsrfClient, make_user, q_sync, texts  # noqa: F401 - q_sync is a fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,4 @@
-"""Admin for API tokens (imported from RunsConfig.ready; runs/admin.py is the run history's).
+"""Admins for operations: per-pipeline settings, API tokens, alert notifications.
 
 A token is generated when the admin saves a new one and shown once, on the
 page that answers the save; only its hash is stored. Revoking keeps the row
@@ -7,11 +7,47 @@ page that answers the save; only its hash is stored. Revoking keeps the row
 expired token answers 401 like a revoked one.
 """
 
+from __future__ import annotations
+
+from typing import cast
+
+from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from runs.models import ApiToken, Notification
+from runs.models import ApiToken, Notification, PipelineSettings
+from runs.pipeline import all_pipelines
+
+# --- pipeline settings (alert threshold per pipeline) ----------------------------
+
+
+class PipelineSettingsForm(forms.ModelForm):
+    pipeline = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = PipelineSettings
+        fields = ("pipeline", "alert_after_failures")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = [p.name for p in all_pipelines()]
+        if self.instance.pk and self.instance.pipeline not in names:
+            names.append(self.instance.pipeline)  # a pipeline that is no longer registered
+        cast(forms.ChoiceField, self.fields["pipeline"]).choices = [(n, n) for n in names]
+
+
+@admin.register(PipelineSettings)
+class PipelineSettingsAdmin(admin.ModelAdmin):
+    """ALERT_AFTER_FAILURES per pipeline; `schedule_since` is kept by runs.scheduling."""
+
+    form = PipelineSettingsForm
+    list_display = ("pipeline", "alert_after_failures", "schedule_since")
+    readonly_fields = ("schedule_since",)
+    fields = ("pipeline", "alert_after_failures", "schedule_since")
+
+
+# --- API tokens -------------------------------------------------------------------
 
 
 @admin.register(ApiToken)
@@ -45,6 +81,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
     def response_add(self, request, obj, post_url_continue=None):
+        # An attribute of this request, not of HttpRequest: Django's add view calls save_model first,
+        # but a request that reaches response_add without it (an override, a subclass) gets
+        # Django's own page rather than an AttributeError; hence getattr.
         raw = getattr(request, "_syncsite_raw_token", None)
         if raw is None:
             return super().response_add(request, obj, post_url_continue)
@@ -63,6 +102,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+# --- alert notifications (read-only history) --------------------------------------
 
 
 @admin.register(Notification)

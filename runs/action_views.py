@@ -1,8 +1,9 @@
-"""The POST actions of the dashboard: run a pipeline now, cancel a run,
-approve the removals a run held back.
+"""The dashboard's action views (POST only): run a pipeline now, sync some
+records again, cancel a run, approve the removals a run held back. (The admin's
+actions are in runs.admin.history; both call runs.services.)
 
 Staff only (others go to the login page), a permission each (403 without),
-POST with the CSRF token (GET is 405). Both redirect back to a safe `next`
+POST with the CSRF token (GET is 405). Each redirects back to a safe `next`
 or to the page the button was on, with a message saying what happened.
 """
 

@@ -1,4 +1,4 @@
-"""Run now and cancel: the POST views and the services behind them."""
+"""Run now and cancel: the POST views (runs.action_views) and the services behind them."""
 
 import threading
 import time
@@ -115,11 +115,15 @@ def test_run_now_refuses_a_pipeline_that_is_already_running():
 
 def test_run_now_refuses_a_pipeline_that_is_still_queued():
     # Not sync: the ORM broker keeps the task until a cluster takes it.
-    client = CsrfClient(make_user("ops", "trigger_run"))
+    user = make_user("ops", "trigger_run")
+    client = CsrfClient(user)
     first = client.post(run_now_url("clean"))
     second = client.post(run_now_url("clean"))
     assert "queued" in texts(first)[-1] and "already queued" in texts(second)[-1]
-    assert OrmQ.objects.count() == 1
+    task = OrmQ.objects.get().task  # one task: the pipeline, as a dashboard run by the user
+    assert (task["func"], task["args"], task["kwargs"]) == (
+        "runs.tasks.run_pipeline_task", ("clean",), {"mode": "dashboard", "triggered_by_id": user.pk})
+    assert not Run.objects.exists()  # queued, not run inside the request
     assert client.post(run_now_url("sample")).status_code == 302
     assert OrmQ.objects.count() == 2
 
@@ -160,7 +164,18 @@ def test_cancel_of_a_finished_run_changes_nothing():
     response = CsrfClient(make_user("ops", "cancel_run")).post(reverse("runs:cancel", args=[run.pk]))
     assert "is not running" in texts(response)[0]
     run.refresh_from_db()
-    assert run.cancel_requested_at is None
+    assert (run.cancel_requested_at, run.cancel_requested_by_id, run.status) == (None, None, "success")
+
+
+def test_a_second_cancel_keeps_the_first_request():
+    first, second = make_user("first", "cancel_run"), make_user("second", "cancel_run")
+    run = Run.objects.create(pipeline="slow")
+    CsrfClient(first).post(reverse("runs:cancel", args=[run.pk]))
+    asked_at = Run.objects.get(pk=run.pk).cancel_requested_at
+    response = CsrfClient(second).post(reverse("runs:cancel", args=[run.pk]))
+    assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
+    run.refresh_from_db()
+    assert (run.cancel_requested_at, run.cancel_requested_by_id, run.status) == (asked_at, first.pk, "running")
 
 
 def test_cancel_needs_post_csrf_and_the_permission():
