@@ -82,7 +82,7 @@ def read_table(table: Table, convert: Callable[[dict[str, str]], object], *,
     """Convert every row; a damaged row or a BadValue becomes a RowError and the rows go on.
 
     With `key`, a second row with the same key is an error (the first wins).
-    Every record must fit the registry (`check_fits`). A file with a header
+    Every record must fit the registry (`record_checker`). A file with a header
     and no data rows raises EmptyExport, unless its kind may be empty
     (FileSpec.may_be_empty: discipline cases).
     """
