@@ -5,8 +5,14 @@ address is an error on that row), and Laposta and FreeScout check every
 address again before sending it (the registry may hold addresses stored before
 this rule), with the same answer.
 
-The rule, decided for what a Sportlink export holds and what Laposta and
-FreeScout accept (both refuse what a mail server would not deliver):
+The rule, decided for what a Sportlink export holds and what a mailing list
+can deliver to: an address Laposta or FreeScout might take but no ordinary
+mail server delivers (a quoted local part, an IP address, `localhost`) is
+refused here, with its reason, instead of failing later at the destination.
+Before this rule the readers took `jan..jansen@x.nl` that Laposta then
+refused, and Laposta (Django's validate_email) took `jan@localhost`, which
+the readers refused. tests/pipelines/test_emails.py holds a table of
+addresses with the answer every caller gives.
 
 - Whitespace around the address is not part of it (a space typed after it,
   an Excel re-save); an empty cell is "no email", never an error.
@@ -15,8 +21,8 @@ FreeScout accept (both refuse what a mail server would not deliver):
 - The part before the `@`: at most 64 characters of the ASCII letters, digits
   and ``! # $ % & ' * + / = ? ^ _ ` { | } ~ -``, with single dots between them
   (not first, not last, never two in a row). Quoted local parts
-  (`"jan jansen"@x.nl`) and non-ASCII ones (`jöran@x.nl`) are refused: most
-  mail servers, and the email services, do not take them.
+  (`"jan jansen"@x.nl`) and non-ASCII ones (`jöran@x.nl`, which needs
+  SMTPUTF8 all along the way) are refused.
 - The part after the `@` is a domain name on the internet: at least two labels
   of letters, digits and hyphens (no hyphen first or last, at most 63 each),
   the last one (the top-level domain) letters only or an `xn--` name. An

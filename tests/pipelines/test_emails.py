@@ -97,10 +97,11 @@ def test_the_message_names_the_column():
                                "(nothing comes after the @)")
 
 
-def test_laposta_and_freescout_use_the_one_rule():
-    from pipelines import freescout, laposta
+def test_laposta_freescout_and_the_admin_use_the_one_rule():
+    from pipelines import admin, freescout, laposta
 
-    assert laposta.email_problem is freescout.email_problem is emails.email_problem
+    # The admin's contact form (corrections) checks an email with it too (tests/pipelines/test_corrections.py).
+    assert laposta.email_problem is freescout.email_problem is admin.email_problem is emails.email_problem
     assert laposta.normalise_email is freescout.normalise_email is emails.normalise_email
 
 
