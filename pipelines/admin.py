@@ -21,12 +21,12 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from pipelines import corrections
+from pipelines.emails import email_problem
 from pipelines.models import (
     CONTACT_FIELDS,
     OPEN_STATES,
@@ -139,12 +139,11 @@ class ContactFormMixin(_ModelFormBase):
 
     def clean_email(self) -> str:
         value = self.cleaned_data["email"].strip()
-        if value:
-            try:
-                validate_email(value)
-            except ValidationError:
-                raise ValidationError(f"“{value}” is not an email address. Write it like name@example.org, "
-                                      "or leave it empty.") from None
+        # The one email rule (pipelines.emails): what the readers, Laposta and FreeScout accept.
+        problem = email_problem(value) if value else ""
+        if problem:
+            raise ValidationError(f"“{value}” is not an email address ({problem}). Write it like "
+                                  "name@example.org, or leave it empty.")
         return value
 
     def _phone(self, name: str) -> str:

@@ -1,7 +1,7 @@
 """Deterministic synthetic exports of a Dutch football club (no real people).
 
 `write_demo(out, members=500, seed=2026)` writes the files Sportlink Club and
-Nikki produce, in their formats (see FORMATS.md and the README): a member
+Nikki produce, in their formats (the columns of pipelines/readers/specs.py): a member
 export (UTF-8 with BOM, CRLF), a team export (Windows-1252), a functions export
 (`,`-separated), discipline cases, the Nikki contributions of two years and a
 `photos/` folder. The same seed always gives the same bytes. A handful of bad

@@ -23,11 +23,11 @@ from pipelines import corrections, laposta
 from pipelines.models import Member, Parent
 from pipelines.readers import read_members
 from pipelines.records import MemberRecord, ParentRecord
+from pipelines.rowwriter import RowWriter
 from pipelines.sources import ExportSource, sportlink_source
 from pipelines.sync import (
     BATCH_SIZE,
     Retired,
-    RowWriter,
     Upserter,
     existing_hashes,
     guard_removals,
