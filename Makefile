@@ -1,4 +1,4 @@
-# syncsite — the commands the README names. Everything runs from .venv.
+# syncsite — the commands the README and docs/ name. Everything runs from .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

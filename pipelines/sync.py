@@ -31,7 +31,7 @@ SYNC_MAX_REMOVALS_PERCENT of the active rows of one kind and more than
 SYNC_MAX_REMOVALS_MIN rows, that looks like a wrong or partial export: nothing
 of that kind is removed, the step records one plain-words error and ends
 partial, and `runsync <pipeline> --allow-removals` or the run page's approve
-button lets them through (docs/safe-sync.md).
+button lets them through (docs/volunteers.md, "Held removals").
 """
 
 from __future__ import annotations

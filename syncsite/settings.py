@@ -376,7 +376,7 @@ FREESCOUT_BASE_URL = env_url("FREESCOUT_BASE_URL").rstrip("/")
 HTTP_TIMEOUT_S = env_float("HTTP_TIMEOUT", 20.0, above=0, maximum=3600)
 HTTP_MAX_RETRIES = env_int("HTTP_MAX_RETRIES", 4, minimum=0)
 
-# --- safe sync: removals that look like a mistake are held (docs/safe-sync.md)
+# --- safe sync: removals that look like a mistake are held (docs/volunteers.md, "Held removals")
 
 # A run holds back every removal of one kind (members marked former, team or
 # function memberships ended, Laposta deletions) when it would remove more than
@@ -391,7 +391,7 @@ SECRET_SETTINGS: tuple[str, ...] = ("SECRET_KEY", "LAPOSTA_API_KEY", "FREESCOUT_
 # --- web sources: Sportlink Club and Nikki fetched by a headless browser ---------
 
 # `files` (the default: exports in SPORTLINK_EXPORT_DIR / NIKKI_EXPORT_DIR, or
-# the bundled demo) or `web` (log in and download, see docs/web-source.md).
+# the bundled demo) or `web` (log in and download, see docs/deploy.md).
 SPORTLINK_SOURCE = env_choice("SPORTLINK_SOURCE", "files", ("files", "web"))
 NIKKI_SOURCE = env_choice("NIKKI_SOURCE", "files", ("files", "web"))
 SPORTLINK_URL = env_str("SPORTLINK_URL", "https://club.sportlink.com").rstrip("/")

@@ -13,7 +13,7 @@ strict about content:
   duplicate relatiecode) becomes a RowError with its row number and the best
   identifier available; the other rows go on.
 
-Nothing damaged is ever used (docs/safe-sync.md): an empty, binary or
+Nothing damaged is ever used (docs/volunteers.md, "What each error means"): an empty, binary or
 header-only file fails as a whole with a message naming the file; a row with
 more or fewer cells than the header (a file cut off mid-row, a lost or extra
 separator, a quote that is never closed), with bytes that are not valid text,

@@ -1,6 +1,6 @@
 """Sportlink Club: the Keycloak login with a TOTP code, then the JSON its own pages fetch.
 
-Built from the documented behaviour of the site (docs/web-source.md): the
+Built from the documented behaviour of the site (docs/development.md, "The web source"): the
 pages, the element ids and the `navajo` endpoints. Every method runs in the
 browser's thread and returns plain data.
 """

@@ -89,7 +89,7 @@ class Run(models.Model):
     # The run's scope: the identifiers of `runsync --only` / "Sync again"
     # (empty: every record). A scoped run never retires anything.
     only = models.JSONField(default=list, blank=True)
-    # Held removals (docs/safe-sync.md): a pipeline may hold back removals that
+    # Held removals (docs/volunteers.md, "Held removals"): a pipeline may hold back removals that
     # look like a mistake. `allow_removals` says this run let them through
     # (`runsync --allow-removals`, or queued by an approval); the approval is
     # recorded on the run that held them, once (see approve_removals).
