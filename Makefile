@@ -1,24 +1,40 @@
-# syncsite — the commands the README names. Everything runs from .venv.
+# syncsite — the commands the README and docs/ name. Everything runs from .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# The venv is (re)installed whenever requirements.lock changes (`make lock` writes it).
+STAMP := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup test test-postgres lint bench demo migrate serve clean browser-deps mutate mutate-clean
+.PHONY: setup lock lock-check test test-postgres lint mypy bench demo migrate serve clean browser-deps mutate mutate-clean screenshots
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.lock
 	@if [ ! -x $(BIN)/python ]; then \
 	  $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 	    echo "python3 -m venv failed; installing python3-venv (needs root)"; \
 	    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }; \
 	fi
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# requirements.txt (runtime) and requirements-dev.txt (tests, lint, tools) name what we use;
+# requirements.lock pins every package they pull in, for Python 3.11+ on any platform.
+# Existing pins are kept; `make lock LOCK_ARGS=--upgrade` moves everything to the newest allowed,
+# `LOCK_ARGS="--upgrade-package httpx"` one package. Then `make setup` installs the new lock.
+LOCK_ARGS ?=
+LOCK := $(BIN)/uv pip compile --quiet --python-version 3.11 --universal --custom-compile-command "make lock"
+lock: setup
+	$(LOCK) $(LOCK_ARGS) requirements-dev.txt -o requirements.lock
+
+# Fails when requirements*.txt changed without `make lock` (needs the package index).
+lock-check: setup
+	@tmp=$$(mktemp) && cp requirements.lock $$tmp && $(LOCK) requirements-dev.txt -o $$tmp \
+	  && diff -u requirements.lock $$tmp && rm -f $$tmp \
+	  || { echo "requirements.lock is out of date: run 'make lock'"; rm -f $$tmp; exit 1; }
 
 test: setup
 	$(BIN)/python -m pytest
@@ -33,8 +49,14 @@ browser-deps:
 test-postgres: setup
 	.ci/services postgres-test
 
+# ruff (rules in [tool.ruff]) and mypy with the django-stubs plugin ([tool.mypy] in pyproject.toml).
+# .pre-commit-config.yaml runs the same two on each commit (`.venv/bin/pre-commit install`).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+mypy: setup
+	$(BIN)/mypy
 
 # Mutation testing of the core logic (docs/mutation-testing.md). Slow: not part of `make test` or CI.
 # What is mutated and which tests run: [tool.mutmut] in pyproject.toml and tools/mutmut-coverage.toml.
@@ -67,6 +89,11 @@ demo: migrate
 	  if [ $$code -eq 3 ]; then echo "(partial is expected: the demo exports contain bad rows on purpose)"; \
 	  elif [ $$code -ne 0 ]; then exit $$code; fi
 	$(BIN)/python manage.py rundemo --host $(HOST) --port $(PORT)
+
+# The docs' screenshots (docs/screenshots/*.png) from the real demo in a private temporary
+# SYNCSITE_VAR_DIR: demo data, runsync all, a server on a free loopback port, headless Chromium.
+screenshots: setup
+	$(BIN)/python tools/screenshots.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache mutants

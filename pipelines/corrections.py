@@ -42,6 +42,7 @@ import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -79,7 +80,7 @@ class Edits(dict):
     `parents`: the same for parents, keyed by the parent's Sportlink email.
     """
 
-    loaded_at = None
+    loaded_at: datetime | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -104,9 +105,9 @@ def load_edits() -> Edits:
         edits[row[0]] = {name: (ours, theirs) for name, ours, theirs in
                          zip(CONTACT_FIELDS, row[1:1 + n], row[1 + n:], strict=True) if ours != theirs}
     n = len(PARENT_CONTACT_FIELDS)
-    rows = (Parent.objects.filter(edited_q(PARENT_CONTACT_FIELDS)).order_by()
-            .values_list("sportlink_email", *PARENT_CONTACT_FIELDS, *PARENT_SNAPSHOT_FIELDS))
-    for row in rows.iterator(chunk_size=2000):
+    parent_rows = (Parent.objects.filter(edited_q(PARENT_CONTACT_FIELDS)).order_by()
+                   .values_list("sportlink_email", *PARENT_CONTACT_FIELDS, *PARENT_SNAPSHOT_FIELDS))
+    for row in parent_rows.iterator(chunk_size=2000):
         edits.parents[row[0]] = {name: (ours, theirs) for name, ours, theirs in
                                  zip(PARENT_CONTACT_FIELDS, row[1:1 + n], row[1 + n:], strict=True) if ours != theirs}
     return edits
@@ -203,8 +204,9 @@ def with_our_parent_values(records: list[ParentRecord], edits: Edits) -> list[Pa
     if not edits.parents:
         return records
     resolved = resolve_parents(records, edits, Parent.objects.values_list("sportlink_email", flat=True))
-    return [dataclasses.replace(record, **{name: ours for name, (ours, _theirs) in edits.parents[key].items()})
-            if key in edits.parents else record for key, record in resolved]
+    ours: dict[str, dict[str, Any]] = {key: {name: value for name, (value, _theirs) in fields.items()}
+                                       for key, fields in edits.parents.items()}
+    return [dataclasses.replace(record, **ours[key]) if key in ours else record for key, record in resolved]
 
 
 # --- the reverse-sync step ------------------------------------------------------
@@ -248,7 +250,7 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
     now = timezone.now()
     new: list[Correction] = []
     changed: list[Correction] = []
-    restore: list[tuple[type, int, str, str, str]] = []  # (model, pk, field, ours, Sportlink's)
+    restore: list[tuple[type[Member] | type[Parent], int, str, str, str]] = []  # (model, pk, field, ours, Sportlink's)
     listed: list[str] = []
     tally: dict[str, int] = defaultdict(int)
 
@@ -339,13 +341,13 @@ def detect(step: Step, *, edits: Edits, records: Sequence[MemberRecord] | None =
     n = len(PARENT_CONTACT_FIELDS)
     for pk, key, is_former, *values in parent_rows.iterator(chunk_size=2000):
         ours_now, theirs_now = values[:n], values[n:]
-        record = exported_parents.get(key)
-        if exported_parents and record is None:
+        parent_record = exported_parents.get(key)
+        if exported_parents and parent_record is None:
             is_former = True  # dry run: the import would mark the parent former
         for i, name in enumerate(PARENT_CONTACT_FIELDS):
             ours, theirs = ours_now[i], theirs_now[i]
-            if record is not None:
-                exported_value = getattr(record, name)
+            if parent_record is not None:
+                exported_value = getattr(parent_record, name)
                 ours, theirs = (exported_value if ours == theirs else ours), exported_value
             before = edits.parents.get(key, {}).get(name, (ours, theirs))[1]
             compare(Parent, pk, key, "email", is_former, name, ours, theirs, before)
@@ -427,7 +429,7 @@ def take_sportlink(ids: Iterable[int], *, user: Any) -> int:
     with transaction.atomic():
         chosen = list(Correction.objects.select_for_update().filter(pk__in=list(ids), state__in=OPEN_STATES)
                       .values_list("pk", "member_id", "parent_id", "field"))
-        by_field: dict[tuple[type, str], list[int]] = defaultdict(list)
+        by_field: dict[tuple[type[Member] | type[Parent], str], list[int]] = defaultdict(list)
         for _pk, member_id, parent_id, name in chosen:
             by_field[(Member, name) if member_id else (Parent, name)].append(member_id or parent_id)
         for (model, name), pks in by_field.items():

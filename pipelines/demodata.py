@@ -1,7 +1,7 @@
 """Deterministic synthetic exports of a Dutch football club (no real people).
 
 `write_demo(out, members=500, seed=2026)` writes the files Sportlink Club and
-Nikki produce, in their formats (see FORMATS.md and the README): a member
+Nikki produce, in their formats (the columns of pipelines/readers/specs.py): a member
 export (UTF-8 with BOM, CRLF), a team export (Windows-1252), a functions export
 (`,`-separated), discipline cases, the Nikki contributions of two years and a
 `photos/` folder. The same seed always gives the same bytes. A handful of bad
@@ -126,7 +126,7 @@ def _team_plan() -> list[tuple[str, str, str, int, int]]:
 
 class _Codes:
     def __init__(self, rng: random.Random) -> None:
-        self.rng, self.used = rng, set()
+        self.rng, self.used = rng, set[str]()
 
     def new(self) -> str:
         letters, digits = string.ascii_uppercase, string.digits
@@ -235,7 +235,7 @@ def _euro(amount: Decimal) -> str:
     """`€ 1.234,56` like Nikki shows it."""
     sign = "-" if amount < 0 else ""
     whole, cents = f"{abs(amount):.2f}".split(".")
-    groups = []
+    groups: list[str] = []
     while whole:
         groups.insert(0, whole[-3:])
         whole = whole[:-3]

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import transaction
 
+from pipelines.emails import email_problem, normalise_email
 from pipelines.http import ApiClient, ApiError, json_or_none
-from pipelines.laposta import is_valid_email, normalise_email
 from pipelines.models import Member
 from pipelines.sync import plural
 from runs.pipeline import register
@@ -177,8 +177,9 @@ def sync(step: Step, client: FreeScoutClient, *, dry_run: bool,
         for done, member in enumerate(members, start=1):
             step.check_cancelled()
             email = normalise_email(member.email)
-            if not is_valid_email(email):
-                step.fail_item(f"Invalid email address {member.email.strip()!r}: not sent to FreeScout",
+            problem = email_problem(email)
+            if problem:
+                step.fail_item(f"Invalid email address {member.email.strip()!r} ({problem}): not sent to FreeScout",
                                identifier=member.knvb_id, identifier_kind="knvb_id")
                 continue
             if email in owners:

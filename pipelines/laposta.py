@@ -23,23 +23,21 @@ import json
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from pipelines.http import ApiClient, ApiError, ServiceDownError, json_or_none
+from pipelines.emails import email_problem, normalise_email
+from pipelines.http import ApiError
+from pipelines.laposta_client import LapostaClient
 from pipelines.models import LapostaSubscription, Member, Parent
 from pipelines.sync import guard_removals, plural
+from runs.isotime import iso
 
 if TYPE_CHECKING:
-    import httpx
-
     from pipelines.records import MemberRecord, ParentRecord
     from runs.pipeline import PipelineRun, Step
 
@@ -47,103 +45,15 @@ PREPARE = "laposta-prepare"
 SUBMIT = "laposta-submit"
 #: Rows written back per transaction: short, so the tracker and the dashboard get their turn.
 WRITE_BATCH = 200
-#: Laposta wants the IP address a subscription came from; these come from the club's own records.
-SIGNUP_IP = "127.0.0.1"
 
-# The custom fields the Laposta lists must have (their "tag" without braces).
-# Documented in the README ("Laposta and FreeScout").
+# The custom fields the Laposta lists must have (their "tag" without braces); whoever
+# sets up the lists in Laposta creates these.
 MEMBER_FIELDS = ("relatiecode", "voornaam", "tussenvoegsel", "achternaam", "geslacht", "geboortedatum",
                  "lidsoort", "leeftijdscategorie", "teams", "telefoon", "mobiel", "woonplaats")
 PARENT_FIELDS = ("naam", "telefoon", "kinderen", "teams")
 
 
-class LapostaClient(ApiClient):
-    """Laposta API v2: HTTP basic auth with the API key as user, form-encoded bodies."""
-
-    service = "Laposta"
-    credentials_setting = "LAPOSTA_API_KEY"
-    base_url_setting = "LAPOSTA_BASE_URL"
-
-    def __init__(self, *, api_key: str, base_url: str, **kwargs: Any) -> None:
-        super().__init__(base_url, auth=(api_key, ""), secrets=(api_key,), **kwargs)
-
-    @classmethod
-    def from_settings(cls, **kwargs: Any) -> LapostaClient:
-        return cls(api_key=settings.LAPOSTA_API_KEY, base_url=settings.LAPOSTA_BASE_URL, **kwargs)
-
-    def upsert_member(self, list_id: str, email: str, custom_fields: dict[str, Any]) -> dict:
-        """Create the member, or update the one with this email (201/200); returns the member."""
-        data: dict[str, Any] = {
-            "list_id": list_id,
-            "ip": SIGNUP_IP,
-            "email": email,
-            "options[upsert]": "true",
-            "options[suppress_email_notification]": "true",
-        }
-        for name, value in custom_fields.items():
-            if isinstance(value, list):
-                data[f"custom_fields[{name}][]"] = value
-            else:
-                data[f"custom_fields[{name}]"] = value
-        return self._member(self.request("POST", "member", data=data))
-
-    def delete_member(self, list_id: str, member: str) -> dict | None:
-        """Delete by member id or email; None when Laposta does not know it (already gone)."""
-        try:
-            response = self.request("DELETE", f"member/{quote(member, safe='@')}", params={"list_id": list_id})
-        except ApiError as exc:
-            if exc.status == 400 and str(exc.code) == "203":
-                return None
-            raise
-        return self._member(response)
-
-    def get_members(self, list_id: str, *, state: str | None = None) -> list[dict]:
-        params = {"list_id": list_id, **({"state": state} if state else {})}
-        body = json_or_none(self.request("GET", "member", params=params)) or {}
-        return [entry.get("member", entry) for entry in body.get("data", [])]
-
-    def _member(self, response: httpx.Response) -> dict:
-        body = json_or_none(response)
-        if isinstance(body, dict) and isinstance(body.get("member"), dict):
-            return body["member"]
-        # A 2xx without a member is not Laposta's API answering: stop, don't
-        # remember members as sent.
-        raise ServiceDownError(f"{self.service} answered HTTP {response.status_code} without a member: "
-                               f"is {self.base_url_setting} the API's address?", status=response.status_code)
-
-    def api_message(self, response: httpx.Response) -> str:
-        body = json_or_none(response)
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict) and error.get("message"):
-            extra = [f"code {error['code']}"] if error.get("code") is not None else []
-            if error.get("parameter"):
-                extra.append(f"parameter {error['parameter']}")
-            return f"{error['message']}" + (f" ({', '.join(extra)})" if extra else "")
-        return super().api_message(response)
-
-    def api_code(self, response: httpx.Response) -> Any:
-        body = json_or_none(response)
-        error = body.get("error") if isinstance(body, dict) else None
-        return error.get("code") if isinstance(error, dict) else None
-
-
 # -- payloads -----------------------------------------------------------------------
-
-
-def normalise_email(value: str) -> str:
-    return (value or "").strip().lower()
-
-
-def is_valid_email(value: str) -> bool:
-    try:
-        validate_email(value)
-    except ValidationError:
-        return False
-    return True
-
-
-def _iso(value: date | None) -> str:
-    return value.isoformat() if value else ""
 
 
 def member_fields(record: MemberRecord) -> dict[str, str]:
@@ -153,7 +63,7 @@ def member_fields(record: MemberRecord) -> dict[str, str]:
         "tussenvoegsel": record.infix,
         "achternaam": record.last_name,
         "geslacht": record.gender,
-        "geboortedatum": _iso(record.birth_date),
+        "geboortedatum": iso(record.birth_date) or "",
         "lidsoort": record.member_type,
         "leeftijdscategorie": record.age_category,
         "teams": ", ".join(record.teams),
@@ -281,8 +191,9 @@ def prepare(step: Step, *, members: list[MemberRecord], parents: list[ParentReco
                 without_email += 1
                 continue
             step.read()
-            if not is_valid_email(email):
-                step.fail_item(f"Invalid email address {record.email.strip()!r}: not sent to Laposta",
+            problem = email_problem(email)
+            if problem:
+                step.fail_item(f"Invalid email address {record.email.strip()!r} ({problem}): not sent to Laposta",
                                identifier=record.knvb_id, identifier_kind="knvb_id")
                 continue
             if email in seen:
@@ -296,27 +207,28 @@ def prepare(step: Step, *, members: list[MemberRecord], parents: list[ParentReco
         lists[members_list] = entries
 
     if parents_list:
-        by_knvb = {record.knvb_id: record for record in members}
+        by_knvb = {member.knvb_id: member for member in members}
         merged: dict[str, tuple[ParentRecord, list[str]]] = {}
-        for record in parents:
-            email = normalise_email(record.email)
+        for parent in parents:
+            email = normalise_email(parent.email)
             if not email:
                 without_email += 1
                 continue
             if email in merged:  # the same parent listed with two children: one entry
-                merged[email][1].extend(record.children)
+                merged[email][1].extend(parent.children)
                 continue
-            merged[email] = (record, list(record.children))
+            merged[email] = (parent, list(parent.children))
         entries = []
         for email in sorted(merged):
-            record, child_ids = merged[email]
+            parent, child_ids = merged[email]
             step.read()
-            if not is_valid_email(email):
-                step.fail_item(f"Invalid email address {record.email.strip()!r}: not sent to Laposta",
-                               identifier=record.email.strip(), identifier_kind="email")
+            problem = email_problem(email)
+            if problem:
+                step.fail_item(f"Invalid email address {parent.email.strip()!r} ({problem}): not sent to Laposta",
+                               identifier=parent.email.strip(), identifier_kind="email")
                 continue
             children = [by_knvb[k] for k in dict.fromkeys(child_ids) if k in by_knvb]
-            fields = parent_fields(record, children)
+            fields = parent_fields(parent, children)
             entries.append((email, Send(parents_list, email, fields, payload_hash(email, fields),
                                         identifier=email, identifier_kind="email", parent_email=email)))
         if members_list == parents_list:

@@ -291,7 +291,7 @@ class Correction(models.Model):
     """A contact field corrected in the registry that Sportlink does not show yet.
 
     Written by pipelines.corrections (the reverse-sync step and the admin);
-    see docs/corrections.md for the states and their transitions.
+    see docs/volunteers.md ("Corrections") and docs/development.md for the states and their transitions.
     """
 
     # Exactly one of member and parent (the constraint correction_member_xor_parent).

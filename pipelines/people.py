@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -20,11 +23,11 @@ from pipelines import corrections, laposta
 from pipelines.models import Member, Parent
 from pipelines.readers import read_members
 from pipelines.records import MemberRecord, ParentRecord
+from pipelines.rowwriter import RowWriter
 from pipelines.sources import ExportSource, sportlink_source
 from pipelines.sync import (
     BATCH_SIZE,
     Retired,
-    RowWriter,
     Upserter,
     existing_hashes,
     guard_removals,
@@ -35,6 +38,9 @@ from pipelines.sync import (
     source_hash,
 )
 from runs.pipeline import PipelineRun, Step, register
+
+if TYPE_CHECKING:
+    from pipelines.web.source import WebSportlinkSource
 
 logger = logging.getLogger("pipelines.people")
 
@@ -106,8 +112,8 @@ def member_values(record: MemberRecord) -> tuple:
     )
 
 
-def sync_members(step: Step, members: list[MemberRecord], *, unchanged: list[str] = (),
-                 existing: dict | None = None, keep: set[str] = frozenset(), dry_run: bool,
+def sync_members(step: Step, members: list[MemberRecord], *, unchanged: Sequence[str] = (),
+                 existing: dict | None = None, keep: AbstractSet[str] = frozenset(), dry_run: bool,
                  edits: corrections.Edits | None = None, may_retire: bool = True) -> None:
     """Create/update/skip members by hash; mark those who left the export as former.
 
@@ -129,7 +135,8 @@ def sync_members(step: Step, members: list[MemberRecord], *, unchanged: list[str
             with step.item(record):
                 values = member_values(record)
                 upserter.add(record, key=record.knvb_id, digest=record.source_hash or source_hash(*values),
-                             values=lambda r=record, v=values: corrections.imported_values(
+                             # Built only when the row is written; mypy cannot type a lambda's bound defaults.
+                             values=lambda r=record, v=values: corrections.imported_values(  # type: ignore[misc]
                                  {"knvb_id": r.knvb_id, "is_former": False, **dict(zip(MEMBER_FIELDS, v, strict=True))},
                                  edits.get(r.knvb_id)))
     # A former member's hash is cleared, so one who comes back counts as updated.
@@ -176,7 +183,7 @@ def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool,
                 digest = (source_hash(record.name, record.phone, children) if record.email == key
                           else source_hash(record.email, record.name, record.phone, children))
                 upserter.add(record, key=key, digest=digest,
-                             values=lambda r=record, k=key: corrections.imported_parent_values(
+                             values=lambda r=record, k=key: corrections.imported_parent_values(  # type: ignore[misc]
                                  {"email": r.email, "name": r.name, "phone": r.phone, "is_former": False},
                                  edits.parents.get(k)))
     # An export without parent columns names no parent at all: nobody is marked former then.
@@ -197,7 +204,7 @@ def sync_parents(step: Step, parents: list[ParentRecord], *, dry_run: bool,
         step.detail["former_parents"] = len(gone)
 
 
-def download_photos(step: Step, source: ExportSource) -> dict[str, tuple[str, bytes, str]]:
+def download_photos(step: Step, source: ExportSource | WebSportlinkSource) -> dict[str, tuple[str, bytes, str]]:
     """Photos of the export (`photos/<relatiecode>.jpg`): relatiecode -> (name, bytes, sha256)."""
     photos = {}
     for code, export in source.photos().items():
@@ -212,7 +219,7 @@ def download_photos(step: Step, source: ExportSource) -> dict[str, tuple[str, by
 
 
 def sync_photos(step: Step, photos: dict[str, tuple[str, bytes, str]], *, dry_run: bool,
-                in_export: set[str] = frozenset()) -> None:
+                in_export: AbstractSet[str] = frozenset()) -> None:
     """Store a member's photo only when its bytes changed (the hash is kept on the member).
 
     `in_export`: relatiecodes of this export; in a dry run those members were

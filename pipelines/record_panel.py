@@ -9,6 +9,8 @@ plus one per related list (teams, functions, contributions, Laposta).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db.models import Prefetch
 from django.urls import reverse
@@ -94,7 +96,8 @@ def club_record(identifier: str) -> RecordInfo | None:
     return None
 
 
-def _member_info(member: Member) -> RecordInfo:
+def _member_info(member: Any) -> RecordInfo:
+    # A Member with the Prefetch(to_attr=...) lists open_teams, functions, contribution_list, laposta.
     registry = Panel("Registry", rows=[
         ("Name", member.full_name), ("Relatiecode", member.knvb_id), ("Email", member.email or "—"),
         ("Gender", member.get_gender_display()), ("Birth date", member.birth_date),
@@ -121,7 +124,8 @@ def _member_info(member: Member) -> RecordInfo:
                               freescout])
 
 
-def _parent_info(parent: Parent) -> RecordInfo:
+def _parent_info(parent: Any) -> RecordInfo:
+    # A Parent with the Prefetch(to_attr=...) lists kids and laposta.
     registry = Panel("Registry", rows=[("Name", parent.name or "—"), ("Email", parent.email),
                                        ("Phone", parent.phone or "—"), ("Last synced", parent.last_synced_at)],
                      links=[_admin(Parent, parent.pk)])

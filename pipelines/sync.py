@@ -10,8 +10,9 @@
 - unchanged hash -> `skipped` (the row is not touched); changed -> `updated`;
   new -> `created`. Counts are taken when the write committed.
 - Writes go out in batches of BATCH_SIZE rows, each batch in its own short
-  `atomic()` (bulk_create / bulk_update): SQLite has one writer, and the run
-  tracker, the scheduler and the dashboard need their turn (ARCHITECTURE.md).
+  `atomic()`, as raw INSERT / UPDATE statements run with `executemany`
+  (pipelines.rowwriter.RowWriter): SQLite has one writer, and the run
+  tracker, the scheduler and the dashboard need their turn.
   A crash halfway leaves whole entities: every row of a batch, with what
   `after_write` adds (e.g. a parent's children), commits or none does.
 - A batch that fails is retried row by row, each in its own `atomic()`, so one
@@ -30,7 +31,7 @@ SYNC_MAX_REMOVALS_PERCENT of the active rows of one kind and more than
 SYNC_MAX_REMOVALS_MIN rows, that looks like a wrong or partial export: nothing
 of that kind is removed, the step records one plain-words error and ends
 partial, and `runsync <pipeline> --allow-removals` or the run page's approve
-button lets them through (docs/safe-sync.md).
+button lets them through (docs/volunteers.md, "Held removals").
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from pipelines.readers import ReadResult
+from pipelines.rowwriter import RowWriter
 from runs.history import ChangeLog
 from runs.pipeline import PipelineRun, Step
 
@@ -96,109 +97,6 @@ def download(run: PipelineRun, step_name: str, source: Any, kind: str, reader: C
         report_row_errors(step, result)
         step.detail.update(file=table.filename, source=source.describe(), **(describe(result) if describe else {}))
     return result
-
-
-class RowWriter:
-    """Batched INSERT / UPDATE of one model's rows with `cursor.executemany`.
-
-    `bulk_create` / `bulk_update` prepare every value through the field API
-    and `bulk_update` writes a CASE per column; on 50,000 members that alone
-    costs several times the raw insert. Here each column gets its adapter once
-    (dates, datetimes and decimals through `connection.ops`, so it is right on
-    SQLite and PostgreSQL alike) and a batch is one `executemany`.
-    """
-
-    _PLAIN = (models.CharField, models.TextField, models.BooleanField, models.IntegerField, models.ForeignKey,
-              models.AutoField, models.BigAutoField)
-
-    def __init__(self, model: type[models.Model]) -> None:
-        self.model = model
-        self.fields = {f.attname: f for f in model._meta.concrete_fields}
-        self.fields.update({f.name: f for f in model._meta.concrete_fields})
-        self.table = model._meta.db_table
-
-    def _adapter(self, field: models.Field) -> Callable[[Any], Any] | None:
-        ops = connection.ops
-        if isinstance(field, models.DateTimeField):
-            # A batch's timestamps are one value (now): adapt it once.
-            return _remember_last(ops.adapt_datetimefield_value)
-        if isinstance(field, models.DateField):
-            return ops.adapt_datefield_value
-        if isinstance(field, models.DecimalField):
-            digits, places = field.max_digits, field.decimal_places
-            return lambda value: ops.adapt_decimalfield_value(value, digits, places)
-        if isinstance(field, self._PLAIN):
-            return None
-        return lambda value: field.get_db_prep_save(value, connection)
-
-    def _prepare(self, names: Sequence[str]) -> tuple[list[str], Callable[[list[dict]], list[list]]]:
-        """The columns for `names` and a function turning row dicts into parameter lists."""
-        fields = [self.fields[name] for name in names]
-        adapters = [(i, adapter) for i, f in enumerate(fields) if (adapter := self._adapter(f)) is not None]
-        getter = itemgetter(*names) if len(names) > 1 else (lambda row, name=names[0]: (row[name],))
-
-        def adapt(rows: list[dict]) -> list[list]:
-            # Runs for every row written: only the columns that need it are adapted.
-            out = []
-            for row in rows:
-                values = list(getter(row))
-                for i, adapter in adapters:
-                    value = values[i]
-                    if value is not None:
-                        values[i] = adapter(value)
-                out.append(values)
-            return out
-
-        return [f.column for f in fields], adapt
-
-    def insert(self, rows: list[dict]) -> None:
-        """INSERT rows (dicts of field name -> value); missing fields get their defaults."""
-        if not rows:
-            return
-        names = list(rows[0])
-        columns, adapt = self._prepare(names)
-        params = adapt(rows)
-        # Fields the rows do not set get their default, prepared once per batch.
-        defaults = [(field.column, field.get_db_prep_save(field.get_default(), connection))
-                    for field in self.model._meta.concrete_fields
-                    if not field.primary_key and field.name not in rows[0] and field.attname not in rows[0]]
-        if defaults:
-            columns += [column for column, _value in defaults]
-            extra = [value for _column, value in defaults]
-            for values in params:
-                values.extend(extra)
-        qn = connection.ops.quote_name
-        # Identifiers come from the model's _meta (quoted); values are parameters.
-        placeholders = ", ".join(["%s"] * len(columns))
-        sql = f"INSERT INTO {qn(self.table)} ({', '.join(qn(c) for c in columns)}) VALUES ({placeholders})"  # noqa: S608
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
-
-    def update(self, pks: list[int], rows: list[dict], names: Sequence[str]) -> None:
-        """UPDATE `names` of the rows with the given primary keys."""
-        if not rows:
-            return
-        columns, adapt = self._prepare(list(names))
-        qn = connection.ops.quote_name
-        pk_column = self.model._meta.pk.column
-        assignments = ", ".join(f"{qn(c)} = %s" for c in columns)
-        sql = f"UPDATE {qn(self.table)} SET {assignments} WHERE {qn(pk_column)} = %s"  # noqa: S608
-        params = adapt(rows)
-        for values, pk in zip(params, pks, strict=True):
-            values.append(pk)
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
-
-
-def _remember_last(adapter: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    last: list = [object(), None]
-
-    def adapt(value: Any) -> Any:
-        if value is not last[0]:
-            last[0], last[1] = value, adapter(value)
-        return last[1]
-
-    return adapt
 
 
 class Upserter:
@@ -343,7 +241,7 @@ class Upserter:
         if log.enabled and updates and self.compared:
             # The batch's old values, in one query, inside the batch's transaction.
             names = self.compared
-            old = {pk: dict(zip(names, values, strict=True)) for pk, *values in self.model.objects.filter(
+            old = {pk: dict(zip(names, values, strict=True)) for pk, *values in self.model._default_manager.filter(
                 pk__in=[pk for _record, pk, _row in updates]).order_by().values_list("pk", *names)}
         self.writer.insert([row for _record, _key, row in creates])
         self.writer.update([pk for _record, pk, _row in updates], [row for _record, _pk, row in updates],
@@ -360,8 +258,9 @@ class Upserter:
         if self.after_write is not None:
             pairs = [(record, pk, False) for record, pk, _row in updates]
             if creates:
+                assert self.key_field is not None  # after_write needs it (checked in __init__)
                 keys = [key for _record, key, _row in creates]
-                new = dict(self.model.objects.filter(**{f"{self.key_field}__in": keys})
+                new = dict(self.model._default_manager.filter(**{f"{self.key_field}__in": keys})
                            .values_list(self.key_field, "pk"))
                 pairs += [(record, new[key], True) for record, key, _row in creates]
             self.after_write(pairs)
@@ -418,8 +317,8 @@ def update_in_batches(step: Step, model: type[models.Model], pks: Sequence[int],
             log = ChangeLog(step, record_type=str(model._meta.verbose_name),
                             identifier_kind=history.identifier_kind) if history else None
             before = _values_of(model, chunk, shown) if log is not None and log.enabled else None
-            model.objects.filter(pk__in=chunk).update(**values)
-            if before is not None:
+            model._default_manager.filter(pk__in=chunk).update(**values)
+            if before is not None and log is not None and history is not None:
                 after = _values_of(model, chunk, shown)
                 for pk in chunk:
                     old, new = before.get(pk, {}), after.get(pk, {})
@@ -432,7 +331,7 @@ def update_in_batches(step: Step, model: type[models.Model], pks: Sequence[int],
 
 
 def _values_of(model: type[models.Model], pks: list[int], names: Sequence[str]) -> dict[int, dict]:
-    rows = model.objects.filter(pk__in=pks).order_by().values_list("pk", *names)
+    rows = model._default_manager.filter(pk__in=pks).order_by().values_list("pk", *names)
     return {pk: dict(zip(names, rest, strict=True)) for pk, *rest in rows}
 
 

@@ -41,7 +41,7 @@ def parent_url(parent: Parent) -> str:
     return reverse("admin:pipelines_parent_change", args=[parent.pk])
 
 
-def _owner(correction: Correction) -> tuple[str, int]:
+def _owner(correction: Correction) -> tuple[str, int | None]:
     return ("member", correction.member_id) if correction.member_id else ("parent", correction.parent_id)
 
 
@@ -59,8 +59,8 @@ def worklist(request):
     _require(request, "pipelines.view_correction")
     rows = list(corrections.open_corrections()[:WORKLIST_LIMIT + 1])
     groups = []
-    for (kind, _pk), items in groupby(rows[:WORKLIST_LIMIT], key=_owner):
-        items = list(items)
+    for (kind, _pk), owned in groupby(rows[:WORKLIST_LIMIT], key=_owner):
+        items = list(owned)
         if kind == "member":
             member = items[0].member
             groups.append({"member": member, "url": member_url(member), "items": items})

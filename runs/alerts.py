@@ -1,6 +1,6 @@
 """Alerts: notice state changes in run history and tell people, once.
 
-Runs as a django-q2 schedule (`run_alert_checks`, every few minutes), never in
+Runs as a django-q2 schedule (runs.tasks.run_alert_checks, every few minutes), never in
 a pipeline's process: a pipeline only writes its Run, and this module reads
 history afterwards. Two phases, so no network call ever happens inside a
 transaction:
@@ -25,30 +25,28 @@ transaction:
      with ALERT_REMIND_HOURS=0, every ALERT_OVERDUE_COOLDOWN);
    - `long_running`: a run still going after ALERT_LONG_RUNNING_FACTOR times
      its pipeline's median duration (once per run).
-2. `deliver_pending()` sends due notifications by mail (ALERT_EMAILS) and
-   webhook (ALERT_WEBHOOK_URL, JSON). A failing channel is recorded on the
-   notification and retried by a later check; it never raises.
+2. `runs.delivery.deliver_pending()` sends due notifications by mail
+   (ALERT_EMAILS) and webhook (ALERT_WEBHOOK_URL, JSON). A failing channel is
+   recorded on the notification and retried by a later check; it never raises.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from runs.isotime import iso
 from runs.models import AlertEvent, AlertState, Notification, PipelineSettings, Run, RunError, RunStatus
 from runs.pipeline import Pipeline, all_pipelines
-from runs.redact import redact
 from runs.runner import running_duration_ms
-from runs.services import format_duration
+from runs.states import pipeline_states
+from runs.templatetags.runs_extras import format_duration
 
 logger = logging.getLogger("runs.alerts")
 
@@ -88,10 +86,9 @@ def check_alerts(*, now: datetime | None = None) -> list[Notification]:
 
 def alert_thresholds() -> dict[str, int]:
     """ALERT_AFTER_FAILURES per pipeline where the admin set its own (one query)."""
-    return dict(
-        PipelineSettings.objects.filter(alert_after_failures__isnull=False)
-        .values_list("pipeline", "alert_after_failures")
-    )
+    rows = PipelineSettings.objects.filter(alert_after_failures__isnull=False).values_list(
+        "pipeline", "alert_after_failures")
+    return {pipeline: threshold for pipeline, threshold in rows if threshold is not None}
 
 
 def outcome_state(run: Run, pipeline: Pipeline) -> str:
@@ -190,7 +187,7 @@ def check_reminders(*, now: datetime) -> Notification | None:
         if min(last_notified(s) for s in states) > now - remind_after:
             return None
         failing = [(s.subject[len("run:"):], s) for s in states if s.subject != OVERDUE_SUBJECT]
-        overdue = next((s.detail.get("pipelines", []) for s in states if s.subject == OVERDUE_SUBJECT), [])
+        overdue: list[str] = next((s.detail.get("pipelines", []) for s in states if s.subject == OVERDUE_SUBJECT), [])
         lines = ["Still wrong:"]
         for name, state in failing:
             lines.append(f"- {name}: {state.state} since {_local(_since(state))}, "
@@ -209,7 +206,7 @@ def check_reminders(*, now: datetime) -> Notification | None:
             body="\n".join(lines),
             payload={
                 "event": AlertEvent.REMINDER.value,
-                "failing": [{"name": name, "state": state.state, "since": _iso(_since(state)),
+                "failing": [{"name": name, "state": state.state, "since": iso(_since(state)),
                              "runs": state.detail.get("streak", 1)} for name, state in failing],
                 "overdue": overdue,
                 "url": f"{settings.SITE_URL}/",
@@ -276,8 +273,8 @@ def check_overdue(*, now: datetime) -> Notification | None:
                 "pipelines": [
                     {
                         "name": item["name"],
-                        "last_slot": _iso(item.get("last_slot")),
-                        "last_started_at": _iso(item.get("last_started_at")),
+                        "last_slot": iso(item.get("last_slot")),
+                        "last_started_at": iso(item.get("last_started_at")),
                     }
                     for item in overdue
                 ],
@@ -290,15 +287,11 @@ def check_overdue(*, now: datetime) -> Notification | None:
 
 def overdue_details(*, now: datetime) -> list[dict]:
     """Overdue pipelines, by name, with their last slot and last start."""
-    try:
-        from runs.scheduling import pipeline_schedule_states
-    except ImportError:  # scheduling not installed: nothing can be overdue
-        return []
-    states = pipeline_schedule_states(now=now)
+    states = pipeline_states(now=now, strict=True)
     return [
-        {"name": name, "last_slot": s.last_slot, "last_started_at": s.last_started_at}
+        {"name": name, "last_slot": s.schedule.last_slot, "last_started_at": s.schedule.last_started_at}
         for name, s in sorted(states.items())
-        if s.overdue
+        if s.schedule is not None and s.schedule.overdue
     ]
 
 
@@ -366,8 +359,8 @@ def run_payload(event: str, run: Run, *, now: datetime) -> dict:
         "run_id": run.pk,
         "status": run.status,
         "mode": run.mode,
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
         "duration_ms": running_duration_ms(run, now),
         "counts": {
             "created": run.created,
@@ -386,7 +379,7 @@ def run_payload(event: str, run: Run, *, now: datetime) -> dict:
     }
 
 
-_TITLES = {
+_TITLES: dict[str, str] = {
     AlertEvent.FAILED: "failed",
     AlertEvent.PARTIAL: "finished with errors (partial)",
     AlertEvent.RECOVERED: "recovered",
@@ -435,121 +428,7 @@ def _queue_run_notification(event: str, run: Run, *, now: datetime, note: str = 
     )
 
 
-def _iso(value) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
 def _local(value) -> str:
     if value is None:
         return "-"
     return f"{timezone.localtime(value):%Y-%m-%d %H:%M}"
-
-
-# --- phase 2: delivery ------------------------------------------------------------
-
-
-@dataclass
-class DeliveryResult:
-    sent: int = 0
-    retrying: int = 0
-    gave_up: int = 0
-
-
-def deliver_pending(*, now: datetime | None = None, limit: int = 50) -> DeliveryResult:
-    """Send due notifications; never raises for a failing channel."""
-    now = now or timezone.now()
-    result = DeliveryResult()
-    due = list(
-        Notification.objects.filter(status=Notification.Status.PENDING, next_attempt_at__lte=now)
-        .order_by("id")[:limit]
-    )
-    for notification in due:
-        attempt = notification.attempts + 1
-        # Claim it (a conditional UPDATE): a second deliverer running at the
-        # same time finds the attempt count changed and leaves it alone.
-        claimed = Notification.objects.filter(pk=notification.pk, attempts=notification.attempts).update(
-            attempts=F("attempts") + 1,
-            next_attempt_at=now + timedelta(seconds=settings.ALERT_RETRY_S * attempt),
-        )
-        if not claimed:
-            continue
-        errors = _send(notification)
-        if not errors:
-            status = Notification.Status.SENT
-            result.sent += 1
-        elif attempt >= settings.ALERT_MAX_ATTEMPTS:
-            status = Notification.Status.FAILED
-            result.gave_up += 1
-            logger.error("giving up on alert #%s after %d attempts: %s", notification.pk, attempt, errors)
-        else:
-            status = Notification.Status.PENDING
-            result.retrying += 1
-            logger.warning("alert #%s not delivered (attempt %d), will retry: %s",
-                           notification.pk, attempt, errors)
-        Notification.objects.filter(pk=notification.pk).update(
-            status=status,
-            email_sent_at=notification.email_sent_at,
-            webhook_sent_at=notification.webhook_sent_at,
-            last_error="; ".join(errors),
-        )
-    return result
-
-
-def _send(notification: Notification) -> list[str]:
-    """Send on every configured channel not yet done; return what failed."""
-    errors = []
-    if not settings.ALERT_EMAILS and not settings.ALERT_WEBHOOK_URL:
-        logger.warning("alert (no ALERT_EMAILS or ALERT_WEBHOOK_URL configured): %s", notification.subject)
-        return errors
-    if settings.ALERT_EMAILS and notification.email_sent_at is None:
-        try:
-            send_mail(notification.subject, notification.body, None, settings.ALERT_EMAILS)
-            notification.email_sent_at = timezone.now()
-        except Exception as exc:  # noqa: BLE001 - recorded and retried, never raised
-            errors.append(f"mail: {redact(f'{type(exc).__name__}: {exc}')[:500]}")
-    if settings.ALERT_WEBHOOK_URL and notification.webhook_sent_at is None:
-        try:
-            response = httpx.post(
-                settings.ALERT_WEBHOOK_URL,
-                json=notification.payload,
-                timeout=settings.HTTP_TIMEOUT_S,
-                headers={"User-Agent": "syncsite-alerts"},
-            )
-            if response.status_code >= 300:
-                # The URL is a secret (it often carries a token): never record it.
-                errors.append(f"webhook: HTTP {response.status_code}")
-            else:
-                notification.webhook_sent_at = timezone.now()
-        except httpx.HTTPError as exc:
-            errors.append(f"webhook: {type(exc).__name__}")
-    return errors
-
-
-# --- the django-q2 task -----------------------------------------------------------
-
-
-def run_alert_checks() -> str:
-    """The scheduled task: queue notifications for changes, then deliver.
-
-    A broken check (say, unreadable schedule rows) is logged and does not stop
-    the delivery of what is already queued; the next run tries again.
-    """
-    from runs.outcomes import apply_spooled_outcomes
-
-    try:
-        # Runs that could not be recorded when they ran: recorded (and notified) now.
-        apply_spooled_outcomes()
-    except Exception:
-        logger.exception("could not write the spooled run outcomes yet")
-    try:
-        queued = check_alerts()
-    except Exception:
-        logger.exception("alert checks failed; delivering what is queued")
-        queued = []
-    delivered = deliver_pending()
-    return (
-        f"queued {len(queued)}, sent {delivered.sent}, retrying {delivered.retrying}, "
-        f"gave up {delivered.gave_up}"
-    )

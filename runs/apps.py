@@ -32,8 +32,8 @@ class RunsConfig(AppConfig):
         # club's come from the `pipelines` app, extra ones (tests) from settings.
         for module in settings.RUNS_EXTRA_PIPELINE_MODULES:
             import_module(module)
-        # The API token admin (runs/admin.py holds the run history admins).
-        import_module("runs.admin_tokens")
+        # syncsite's deployment checks (`manage.py check --deploy`).
+        import_module("syncsite.checks")
         # Connects the django-q2 signal that tells a task its own id.
         import_module("runs.tasks")
         # Schedule edits recompute next_run and restart overdue counting.

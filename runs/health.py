@@ -6,12 +6,15 @@ import logging
 
 from django.db import connection
 from django.http import JsonResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from runs.models import Run, RunStatus
-from runs.pipeline import all_pipelines
+from runs import states
+from runs.models import AlertState
+from runs.outcomes import pending_outcomes
+from runs.tracker import describe_db_problem
 
 logger = logging.getLogger("runs.health")
 
@@ -47,8 +50,6 @@ def health(request):
     problem = write_problem()
     if problem:
         return JsonResponse({"status": "error", "database": problem}, status=503)
-    from runs.outcomes import pending_outcomes
-
     waiting = len(pending_outcomes())
     if waiting:
         return JsonResponse({"status": "error", "database": "ok",
@@ -58,11 +59,6 @@ def health(request):
 
 def write_problem() -> str:
     """"" when the database accepts a small committed write, else why not (volunteer words)."""
-    from django.utils import timezone
-
-    from runs.models import AlertState
-    from runs.tracker import describe_db_problem
-
     try:
         # One UPDATE, committed on its own (autocommit); the row is created once.
         if not AlertState.objects.filter(subject=WRITE_CHECK_SUBJECT).update(changed_at=timezone.now()):
@@ -74,36 +70,8 @@ def write_problem() -> str:
 
 
 def pipeline_states(*, now=None) -> list[dict]:
-    """Name and state per pipeline: ok, partial, failed, overdue, running or never_run.
-
-    `failed`: the latest finished run failed or was abandoned; `overdue`: no
-    run started since the last scheduled slot plus the grace period.
-    """
-    from runs.selectors import schedule_states
-
-    schedules = schedule_states(now)
-    result = []
-    for pipeline in all_pipelines():
-        runs = list(
-            Run.objects.filter(pipeline=pipeline.name)
-            .exclude(status__in=(RunStatus.SKIPPED, RunStatus.CANCELLED))
-            .order_by("-started_at", "-id")
-            .values_list("status", flat=True)[:2]
-        )
-        schedule = schedules.get(pipeline.name)
-        last_finished = next((s for s in runs if s != RunStatus.RUNNING), None)
-        if schedule is not None and getattr(schedule, "overdue", False):
-            state = "overdue"
-        elif last_finished in (RunStatus.FAILED, RunStatus.ABANDONED):
-            state = "failed"
-        elif runs and runs[0] == RunStatus.RUNNING:
-            state = "running"
-        elif last_finished is None:
-            state = "never_run"
-        else:
-            state = "partial" if last_finished == RunStatus.PARTIAL else "ok"
-        result.append({"name": pipeline.name, "state": state})
-    return result
+    """Name and state per pipeline: ok, partial, failed, overdue, running or never_run (runs.states)."""
+    return [{"name": s.name, "state": s.state} for s in states.pipeline_states(now=now).values()]
 
 
 @csrf_exempt

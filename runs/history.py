@@ -25,12 +25,13 @@ Two halves, both generic (the engine knows identifiers, not members):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from runs.models import ChangeAction, RecordChange, RecordProblem
@@ -109,7 +110,7 @@ class ChangeLog:
         self.rows.append((str(identifier), label, action, changes))
         return True
 
-    def retired(self, identifier: Any, changes: dict[str, list], *, label: str = "") -> None:
+    def retired(self, identifier: Any, changes: dict[str, Sequence[Any]], *, label: str = "") -> None:
         """A row that left the export (marked former, closed, ended): its problems resolve too."""
         if self.enabled:
             identifier = str(identifier)
@@ -222,6 +223,11 @@ _OPENED = ("identifier", "identifier_kind", "step_name", "message", "pipeline", 
            "failing_runs", "first_run", "last_run", "resolved_at", "resolved_run", "resolution")
 
 
+def _column(name: str) -> str:
+    """RecordProblem's database column for a concrete field."""
+    return cast(Field, RecordProblem._meta.get_field(name)).column
+
+
 def _open_problems(rows: list[tuple[str, str, str, str]], pipeline: str, now: datetime, run_id: int) -> None:
     """INSERT new problems: rows of (identifier, kind, step, message), one executemany
     (bulk_create builds a model instance per row: seconds for 10,000 new problems)."""
@@ -229,7 +235,7 @@ def _open_problems(rows: list[tuple[str, str, str, str]], pipeline: str, now: da
         return
     qn = connection.ops.quote_name
     meta = RecordProblem._meta
-    columns = ", ".join(qn(meta.get_field(name).column) for name in _OPENED)
+    columns = ", ".join(qn(_column(name)) for name in _OPENED)
     at = connection.ops.adapt_datetimefield_value(now)
     sql = (f"INSERT INTO {qn(meta.db_table)} ({columns}) "  # noqa: S608 - quoted names, bound values
            f"VALUES ({', '.join(['%s'] * len(_OPENED))})")
@@ -249,7 +255,7 @@ def _failed_again(pks: list[int], now: datetime, run_id: int) -> None:
         return
     qn = connection.ops.quote_name
     meta = RecordProblem._meta
-    failing, seen, last_run = (qn(meta.get_field(name).column) for name in ("failing_runs", "last_seen_at",
+    failing, seen, last_run = (qn(_column(name)) for name in ("failing_runs", "last_seen_at",
                                                                              "last_run"))
     at = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
@@ -273,7 +279,7 @@ def _update_problems(rows: list[tuple]) -> None:
     """
     if not rows:
         return
-    fields = [RecordProblem._meta.get_field(name) for name in _UPDATED]
+    fields = [cast("Field", RecordProblem._meta.get_field(name)) for name in _UPDATED]  # concrete columns
     qn = connection.ops.quote_name
     assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
     # Identifiers come from the model's _meta (quoted); values are parameters.

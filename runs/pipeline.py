@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +70,6 @@ class Pipeline:
     identifier_keys: tuple[str, ...] = DEFAULT_IDENTIFIER_KEYS
     #: Alerting on a `partial` run (the alerts read this).
     alert_on_partial: bool = True
-    options: dict = field(default_factory=dict)
 
 
 _registry: dict[str, Pipeline] = {}
@@ -83,7 +82,6 @@ def register(
     description: str = "",
     identifier_keys: Sequence[str] | None = None,
     alert_on_partial: bool = True,
-    **options: Any,
 ) -> Callable[[Callable], Callable]:
     """Register a pipeline function under `name` with its default cron schedule."""
 
@@ -100,7 +98,6 @@ def register(
             description=description or (func.__doc__ or "").strip().split("\n")[0],
             identifier_keys=tuple(identifier_keys or DEFAULT_IDENTIFIER_KEYS),
             alert_on_partial=alert_on_partial,
-            options=options,
         )
         return func
 
@@ -181,7 +178,7 @@ class Item:
             # when the pipeline has open problems (runs.history).
             self.step._processed.append(self.obj if self.identifier is None else str(self.identifier))
             return False
-        if not issubclass(exc_type, Exception) or issubclass(exc_type, SkipStep):
+        if not isinstance(exc, Exception) or isinstance(exc, SkipStep):
             return False
         self.step.fail_item(exc, obj=self.obj, identifier=self.identifier)
         return True
@@ -303,11 +300,11 @@ class Step:
         elif issubclass(exc_type, Cancelled):
             status, reason, swallow = StepStatus.CANCELLED, self._tracker.cancel_reason or "Cancelled on request.", \
                 False
-        elif issubclass(exc_type, Exception):
+        elif isinstance(exc, Exception):
             status, reason = StepStatus.FAILED, exception_message(exc)
             self._tracker.record_error(step_id=self.id, step_name=self.name, message=reason,
                                        traceback=format_exception(exc))
-            exc._syncsite_recorded = True  # the runner must not record it twice
+            exc._syncsite_recorded = True  # type: ignore[attr-defined]  # a mark: the runner must not record it twice
             swallow = not self.critical
         else:  # KeyboardInterrupt, SystemExit
             status, reason, swallow = StepStatus.FAILED, f"Interrupted ({exc_type.__name__}).", False
@@ -317,7 +314,6 @@ class Step:
             state.reason = reason
             state.position = len(self.run.local_steps) + 1
             self.run.local_steps.append(state)
-        self.run.step_results.append(self)
         return swallow
 
 
@@ -325,7 +321,8 @@ class PipelineRun:
     """What a pipeline function receives: steps, child runs, cancellation."""
 
     def __init__(self, pipeline: Pipeline, tracker: RunTracker, *, dry_run: bool = False, mode: str = "manual",
-                 triggered_by_id: int | None = None, allow_removals: bool = False) -> None:
+                 triggered_by_id: int | None = None, allow_removals: bool = False,
+                 run_pipeline: Callable[..., Run] | None = None) -> None:
         self.pipeline = pipeline
         self.name = pipeline.name
         self.tracker = tracker
@@ -338,7 +335,9 @@ class PipelineRun:
         self.triggered_by_id = triggered_by_id
         self.summary: dict[str, Any] = {}
         self.child_statuses: list[str] = []
-        self.step_results: list[Step] = []
+        #: How a child run is started (runs.runner.run_pipeline, handed over by
+        #: the runner, so this module never imports the runner).
+        self._run_pipeline = run_pipeline
         self.current_step: Step | None = None
         #: The run's scope: None for every record, else the identifiers of
         #: `runsync --only` (a frozenset, case-folded). A scoped run reads the
@@ -389,7 +388,7 @@ class PipelineRun:
         if self.tracker.skip_step(name, reason, critical=critical) is None:
             self._local(name, StepStatus.SKIPPED, reason=reason)
 
-    def _local(self, name: str, status: str, *, reason: str = "", **counts: int) -> StepState:
+    def _local(self, name: str, status: str, *, reason: str = "", **counts: Any) -> StepState:
         state = StepState(local_id=0, name=name, position=len(self.local_steps) + 1, status=status,
                           reason=reason, **counts)
         self.local_steps.append(state)
@@ -429,11 +428,11 @@ class PipelineRun:
         child with the child's status and totals. A failing child does not stop
         the parent: the caller goes on with the next.
         """
-        from runs.runner import run_pipeline  # runner imports this module
-
+        if self._run_pipeline is None:
+            raise RuntimeError("this run was not started by the runner, so it cannot start child runs")
         self.check_cancelled(query=True)
         sid = self.tracker.start_step(name, critical=False)
-        child = run_pipeline(name, mode=self.mode, dry_run=self.dry_run, parent=self.tracker.run_id,
+        child = self._run_pipeline(name, mode=self.mode, dry_run=self.dry_run, parent=self.tracker.run_id,
                              triggered_by_id=self.triggered_by_id, only=self.tracker.only,
                              allow_removals=self.allow_removals)
         # A child with nothing configured is a skipped step here, not a problem
@@ -442,12 +441,13 @@ class PipelineRun:
             self.child_statuses.append(child.status)
         # Its errors are this run's errors too: the parent adds up.
         self.tracker.add_child_errors(child.error_count)
-        step_status = {
+        step_of_child: dict[str, str] = {
             RunStatus.SUCCESS: StepStatus.SUCCESS,
             RunStatus.PARTIAL: StepStatus.PARTIAL,
             RunStatus.SKIPPED: StepStatus.SKIPPED,
             RunStatus.CANCELLED: StepStatus.CANCELLED,
-        }.get(child.status, StepStatus.FAILED)
+        }
+        step_status = step_of_child.get(child.status, StepStatus.FAILED)
         self.tracker.end_step(
             sid, status=step_status, created=child.created, updated=child.updated, skipped=child.skipped,
             failed=child.failed, detail={"child_run": child.pk}, reason=child.message,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 from functools import lru_cache
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 from django.conf import settings
 
@@ -63,8 +63,12 @@ def _known_secrets() -> tuple[str, ...]:
     # (an httpx repr, an echoed request), the value and its encoded forms
     # are removed.
     values: set[str] = set()
-    for name in getattr(settings, "SECRET_SETTINGS", ()):
-        value = getattr(settings, name, "") or ""
+    configured = [getattr(settings, name, "") or "" for name in getattr(settings, "SECRET_SETTINGS", ())]
+    # The database passwords (from DATABASE_URL) and the Redis broker's password.
+    configured += [db.get("PASSWORD") or "" for db in settings.DATABASES.values()]
+    redis_url = getattr(settings, "REDIS_URL", "") or ""
+    configured.append(urlsplit(redis_url).password or "" if redis_url else "")
+    for value in configured:
         if isinstance(value, str) and len(value) >= 6:
             values |= _encoded_forms(value)
     return tuple(sorted(values, key=len, reverse=True))

@@ -1,4 +1,4 @@
-"""Retention: keep run history bounded (`manage.py prunruns`, a daily schedule).
+"""Retention: keep run history bounded (`manage.py pruneruns`, the daily runs.tasks.run_prune).
 
 - Runs older than RUNS_KEEP_DAYS go, with their steps and errors, except a
   running run, the latest run of each pipeline and the parents of those (a
@@ -196,9 +196,10 @@ def _detach_other_references(ids: list[int]) -> None:
     alert state, whatever is added later), as the ORM's delete() would."""
     relations = [f for f in Run._meta.get_fields(include_hidden=True) if isinstance(f, models.ForeignObjectRel)]
     for rel in relations:  # include_hidden: related_name="+" ones too
-        if rel.related_model in (Run, RunStep, RunError):
+        model = rel.related_model
+        if model in (Run, RunStep, RunError) or isinstance(model, str):  # a str only before apps are ready
             continue  # deleted explicitly
-        rows = rel.related_model._base_manager.filter(**{f"{rel.field.name}__in": ids})
+        rows = model._base_manager.filter(**{f"{rel.field.name}__in": ids})
         if rel.on_delete is models.SET_NULL:
             rows.update(**{rel.field.name: None})
         else:
@@ -214,8 +215,3 @@ def _prune_task_results(cutoff: datetime, *, batch_size: int) -> int:
         if not ids:
             return removed
         removed += Task.objects.filter(pk__in=ids).delete()[0]
-
-
-def run_prune() -> str:
-    """The daily django-q2 task."""
-    return str(prune_runs())

@@ -76,7 +76,7 @@ def run_pipeline(
         logger.error("run tracking is unavailable (%s); %s runs untracked", tracker.problem, name)
 
     run = PipelineRun(pipeline, tracker, dry_run=dry_run, mode=mode, triggered_by_id=triggered_by_id,
-                      allow_removals=allow_removals)
+                      allow_removals=allow_removals, run_pipeline=run_pipeline)
     if on_start is not None:
         on_start(tracker)
     status: str | None = None
@@ -145,8 +145,9 @@ def _untracked_outcome(tracker: RunTracker, run: PipelineRun, status: str, messa
         message=truncate(redact(f"{message} {note}" if message else note), RunError.MESSAGE_MAX),
         summary=run.summary, **totals,
     )
-    outcome.tracking_problem = problem
-    outcome.untracked_steps = states
+    # Not fields: what runsync reports about an outcome that is not in the database.
+    outcome.tracking_problem = problem  # type: ignore[attr-defined]
+    outcome.untracked_steps = states  # type: ignore[attr-defined]
     logger.error("%s ended %s but its record could not be written: %s", tracker.pipeline, status, problem)
     try:
         spool_outcome(outcome, steps=states, cause=problem)

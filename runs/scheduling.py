@@ -44,7 +44,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from runs.models import PipelineSettings
 from runs.pipeline import all_pipelines
+from runs.selectors import recent_runs_per_pipeline
 
 logger = logging.getLogger("runs.scheduling")
 
@@ -62,14 +64,15 @@ class MaintenanceTask(NamedTuple):
 
 
 # Synced into `maintenance:<name>` Schedules by syncschedules. Functions are
-# thin django-q2 tasks taking no arguments. Append here (prune, alerts, ...).
+# thin django-q2 tasks taking no arguments, all in runs.tasks (every django-q2
+# entry point lives there). Append here.
 MAINTENANCE_TASKS: list[MaintenanceTask] = [
     # Frees the lock of runs whose process died; RUNS_STALE_AFTER is 5 minutes.
     MaintenanceTask("reap-stale-runs", "runs.tasks.reap_stale_runs_task", "*/5 * * * *"),
     # Alerts: queue notifications for state changes, deliver (and retry) them.
-    MaintenanceTask("alerts", "runs.alerts.run_alert_checks", "*/3 * * * *"),
+    MaintenanceTask("alerts", "runs.tasks.run_alert_checks", "*/3 * * * *"),
     # Retention: RUNS_KEEP_DAYS / RUN_ERRORS_KEEP_DAYS, at night.
-    MaintenanceTask("prune-runs", "runs.retention.run_prune", "30 3 * * *"),
+    MaintenanceTask("prune-runs", "runs.tasks.run_prune", "30 3 * * *"),
 ]
 
 
@@ -171,12 +174,14 @@ def maintenance_schedule_name(task: str) -> str:
     return f"{MAINTENANCE_PREFIX}{task}"
 
 
-def pipeline_schedule_states(*, now: datetime | None = None) -> dict[str, ScheduleState]:
+def pipeline_schedule_states(*, now: datetime | None = None,
+                             last_started: dict[str, datetime] | None = None) -> dict[str, ScheduleState]:
     """The schedule state of every registered pipeline, in registration order.
 
     Three queries whatever the number of pipelines: the Schedule rows, when
     each schedule started counting (PipelineSettings), and the latest start
-    per pipeline (answered from the run_pipeline_started index). The cron
+    per pipeline (answered from the run_pipeline_started index; not asked
+    when the caller passes `last_started`, name -> latest start). The cron
     comes from the pipeline's Schedule row when there is one (an admin's edit
     wins), else from the registered default. `next_run` is the row's own next
     run while it lies ahead (what django-q2 will do), else computed from the cron.
@@ -193,13 +198,10 @@ def pipeline_schedule_states(*, now: datetime | None = None) -> dict[str, Schedu
         .values("name", "schedule_type", "cron", "repeats", "next_run")
     ):
         rows.setdefault(row["name"][len(PIPELINE_PREFIX):], row)
-    # One LIMIT-1 index seek per pipeline (UNION ALL): a GROUP BY MAX over all
-    # pipelines reads the whole run_pipeline_started index (~60 ms at 200k runs).
-    from runs.selectors import recent_runs_per_pipeline
-
-    last_started = {n: runs[0].started_at for n, runs in recent_runs_per_pipeline(names, 1).items() if runs}
-    from runs.models import PipelineSettings
-
+    if last_started is None:
+        # One LIMIT-1 index seek per pipeline (UNION ALL): a GROUP BY MAX over all
+        # pipelines reads the whole run_pipeline_started index (~60 ms at 200k runs).
+        last_started = {n: runs[0].started_at for n, runs in recent_runs_per_pipeline(names, 1).items() if runs}
     since = dict(PipelineSettings.objects.filter(pipeline__in=names, schedule_since__isnull=False)
                  .values_list("pipeline", "schedule_since"))
     grace = overdue_grace()
@@ -218,6 +220,7 @@ def pipeline_schedule_states(*, now: datetime | None = None) -> dict[str, Schedu
             states[p.name] = ScheduleState(p.name, cron, False, None, last_expected_slot(cron, now=now),
                                            started, False, None, p.schedule)
             continue
+        upcoming: datetime | None
         if row_next is not None and row_next > now:
             upcoming = _utc(row_next)
         else:
@@ -399,8 +402,6 @@ def schedule_post_save(sender, instance, created: bool = False, raw: bool = Fals
     instance._syncsite_restart = False
     if not instance.name.startswith(PIPELINE_PREFIX):
         return
-    from runs.models import PipelineSettings
-
     PipelineSettings.objects.update_or_create(pipeline=instance.name[len(PIPELINE_PREFIX):][:64],
                                               defaults={"schedule_since": timezone.now()})
 

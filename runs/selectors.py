@@ -3,26 +3,18 @@
 Every query here is bounded by an index and a LIMIT, so a page costs the same
 with 2,000 or 2,000,000 rows of history: no COUNT(*) over a history table, no
 LIKE '%…%' over all errors. The comments name the index each query uses.
+
+A leaf module: it imports only the models, so anything (scheduling, the
+pipeline states, views, the API) may import it without an import circle.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from datetime import datetime
-
 from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet
-from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 
-from runs.models import RecordChange, RecordProblem, Run, RunError, RunStatus, RunStep
-from runs.pipeline import Pipeline, all_pipelines
+from runs.models import RecordChange, RecordProblem, Run, RunError, RunStep
 
-logger = logging.getLogger("runs.selectors")
-
-#: How many recent runs a card summarises (success rate, sparkline).
-CARD_WINDOW = 30
 #: How many runs the pipeline page's chart draws.
 CHART_WINDOW = 100
 #: The grouped error view groups at most this many of the newest matching errors.
@@ -39,8 +31,9 @@ _RUN_COLUMNS = (
 )
 
 
-def recent_runs_per_pipeline(names: list[str], limit: int) -> dict[str, list[Run]]:
-    """The newest `limit` runs of each pipeline, in one query.
+def recent_runs_per_pipeline(names: list[str], limit: int, *,
+                             exclude_statuses: tuple[str, ...] = ()) -> dict[str, list[Run]]:
+    """The newest `limit` runs of each pipeline (without `exclude_statuses`), in one query.
 
     A UNION ALL of one `ORDER BY started_at DESC LIMIT n` per pipeline: each arm
     is a range scan of run_pipeline_started, so the cost depends on the number
@@ -51,10 +44,12 @@ def recent_runs_per_pipeline(names: list[str], limit: int) -> dict[str, list[Run
         return result
     table = connection.ops.quote_name(Run._meta.db_table)
     cols = ", ".join(connection.ops.quote_name(c) for c in _RUN_COLUMNS)
-    arm = (f"SELECT * FROM (SELECT {cols} FROM {table} WHERE pipeline = %s "  # noqa: S608
+    excluded = f" AND status NOT IN ({', '.join(['%s'] * len(exclude_statuses))})" if exclude_statuses else ""
+    arm = (f"SELECT * FROM (SELECT {cols} FROM {table} WHERE pipeline = %s{excluded} "  # noqa: S608
            f"ORDER BY started_at DESC, id DESC LIMIT {int(limit)}) AS t{{i}}")
     sql = " UNION ALL ".join(arm.format(i=i) for i in range(len(names)))
-    for run in Run.objects.raw(sql, list(names)):  # only quoted names and placeholders
+    params = [value for name in names for value in (name, *map(str, exclude_statuses))]
+    for run in Run.objects.raw(sql, params):  # only quoted names and placeholders
         result[run.pipeline].append(run)
     for runs in result.values():
         runs.sort(key=lambda r: (r.started_at, r.pk), reverse=True)
@@ -66,97 +61,6 @@ def latest_runs(names: list[str]) -> dict[str, Run]:
     the number of pipelines (the UNION above, then the rows by primary key)."""
     ids = [runs[0].pk for runs in recent_runs_per_pipeline(list(names), 1).values() if runs]
     return {run.pipeline: run for run in Run.objects.filter(pk__in=ids)}
-
-
-def schedule_states(now: datetime | None = None) -> dict:
-    """Schedule, next run and overdue state per pipeline (from runs.scheduling)."""
-    try:
-        from runs.scheduling import pipeline_schedule_states
-    except ImportError:  # the scheduling module is not there yet
-        return {}
-    try:
-        return pipeline_schedule_states(now=now)
-    except Exception:
-        # The overview must render even when the schedule tables are broken.
-        logger.exception("could not read the schedule states")
-        return {}
-
-
-def action_url(name: str, *args) -> str | None:
-    """The URL of an optional action endpoint, or None when it is not wired up."""
-    try:
-        return reverse(name, args=args)
-    except NoReverseMatch:
-        return None
-
-
-@dataclass
-class Card:
-    pipeline: Pipeline
-    runs: list[Run]
-    schedule: object | None = None
-    running_steps: list[RunStep] = field(default_factory=list)
-
-    @property
-    def last(self) -> Run | None:
-        return self.runs[0] if self.runs else None
-
-    @property
-    def last_finished(self) -> Run | None:
-        return next((r for r in self.runs if r.status != RunStatus.RUNNING), None)
-
-    @property
-    def running(self) -> Run | None:
-        last = self.last
-        return last if last is not None and last.status == RunStatus.RUNNING else None
-
-    @property
-    def success_rate(self) -> tuple[int, int] | None:
-        """(successful, finished) over the window; skipped runs did not try, so they don't count."""
-        finished = [r for r in self.runs if r.status not in (RunStatus.RUNNING, RunStatus.SKIPPED)]
-        if not finished:
-            return None
-        return sum(r.status == RunStatus.SUCCESS for r in finished), len(finished)
-
-    @property
-    def success_percent(self) -> int | None:
-        rate = self.success_rate
-        return None if rate is None else round(100 * rate[0] / rate[1])
-
-    @property
-    def colour(self) -> str:
-        run = self.last_finished
-        if run is not None and run.not_configured:
-            return "not_configured"
-        return run.status if run is not None else "never"
-
-    @property
-    def badge(self) -> str:
-        """The card's status badge: the last finished run, running, not configured,
-        waiting for its first run (scheduled, not overdue) or never run."""
-        if self.last_finished is not None:
-            return self.colour
-        if self.runs:
-            return "running"
-        return "waiting" if getattr(self.schedule, "waiting", False) and self.schedule.enabled else "never"
-
-
-def overview_cards(now: datetime | None = None) -> list[Card]:
-    """One card per registered pipeline: 3 queries whatever the history size.
-
-    1. the last CARD_WINDOW runs of every pipeline (one UNION ALL query);
-    2. the steps of the runs that are going now (run_position constraint index);
-    3. the schedule states (runs.scheduling).
-    """
-    pipelines = all_pipelines()
-    recent = recent_runs_per_pipeline([p.name for p in pipelines], CARD_WINDOW)
-    states = schedule_states(now)
-    cards = [Card(pipeline=p, runs=recent[p.name], schedule=states.get(p.name)) for p in pipelines]
-    running = {card.running.pk: card for card in cards if card.running is not None}
-    if running:
-        for step in RunStep.objects.filter(run_id__in=running).order_by("run_id", "position"):
-            running[step.run_id].running_steps.append(step)
-    return cards
 
 
 def pipeline_chart_runs(name: str) -> list[Run]:
@@ -224,8 +128,6 @@ def identifier_prefix_q(prefix: str):
     (en_US.UTF-8, C.UTF-8) does not sort U+10FFFF after every character, so
     the range would miss rows there: use LIKE 'prefix%' (startswith).
     """
-    from django.db import connection
-
     if connection.vendor != "sqlite":
         return Q(identifier__startswith=prefix)
     return Q(identifier__gte=prefix, identifier__lt=prefix + "\U0010ffff")
@@ -258,10 +160,6 @@ def grouped_errors(qs: QuerySet[RunError], *, bounded_by_identifier: bool, limit
                   first_seen=Min("created_at"), last_seen=Max("created_at"))
         .order_by("-last_seen")[:limit]
     )
-
-
-def now() -> datetime:
-    return timezone.now()
 
 
 # --- record history: the record page and open problems ------------------------

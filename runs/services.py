@@ -1,4 +1,14 @@
-"""Selectors and small services over run history, shared by views, commands and tasks."""
+"""The write side of run history: the services that change what runs, shared by the
+dashboard's action views (runs.action_views), the admin actions, the API, commands and tasks.
+
+- trigger_run: queue a pipeline (run now, "Sync again" with `only`), refused while it runs or waits;
+- cancel_run: ask a running run to stop;
+- approve_removals: approve what a run held back and queue the pipeline once with removals allowed;
+- release_tasks: take abandoned runs' tasks out of the broker;
+- record_task_failure: record a task that failed before the runner could start it.
+
+Reads live in runs.selectors.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +19,6 @@ from django.utils import timezone
 
 from runs.models import HELD_REMOVALS_KEY, Mode, Run, RunError, RunStatus, RunStep
 from runs.pipeline import get_pipeline
-
-
-def format_duration(ms: int | None) -> str:
-    """A duration for people: `850 ms`, `12.3 s`, `2 m 05 s`, `1 h 02 m`."""
-    if ms is None:
-        return "—"
-    if ms < 1000:
-        return f"{ms} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, sec = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} m {sec:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} m"
-
 
 # --- run now / cancel (scheduling) ---------------------------------------------
 

@@ -1,9 +1,14 @@
-"""django-q2 tasks: thin wrappers that take names and ids and call the runner.
+"""django-q2 tasks: every function django-q2 calls (a Schedule's or a queued task's `func`).
+
+Thin wrappers that take names and ids and call the code that does the work:
+`run_pipeline_task` (the runner), and the maintenance tasks of
+runs.scheduling.MAINTENANCE_TASKS: `reap_stale_runs_task`, `run_alert_checks`
+(runs.alerts, runs.delivery) and `run_prune` (runs.retention).
 
 Enqueue through runs.services.trigger_run (dashboard, admin, API) or let a
-Schedule call them (see runs.scheduling). A task never raises without leaving
-a trace in the run history: bad arguments or an unknown pipeline become a
-`failed` Run with the message, besides django-q2's own failure record.
+Schedule call them (see runs.scheduling). A pipeline task never raises without
+leaving a trace in the run history: bad arguments or an unknown pipeline become
+a `failed` Run with the message, besides django-q2's own failure record.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from typing import Any
 from django.dispatch import receiver
 from django_q.signals import pre_execute
 
+from runs.alerts import check_alerts
+from runs.delivery import deliver_pending
 from runs.models import Mode
+from runs.outcomes import apply_spooled_outcomes
 from runs.pipeline import UnknownPipeline
+from runs.retention import prune_runs
 from runs.runner import reap_stale_runs, run_pipeline
 from runs.services import record_task_failure
 
@@ -96,6 +105,34 @@ def run_pipeline_task(*args: Any, **kwargs: Any) -> int | None:
 def reap_stale_runs_task() -> int:
     """Maintenance: mark runs whose process died as abandoned (frees their lock)."""
     return len(reap_stale_runs())
+
+
+def run_alert_checks() -> str:
+    """Maintenance: queue notifications for changes (runs.alerts), then deliver (runs.delivery).
+
+    A broken check (say, unreadable schedule rows) is logged and does not stop
+    the delivery of what is already queued; the next run tries again.
+    """
+    try:
+        # Runs that could not be recorded when they ran: recorded (and notified) now.
+        apply_spooled_outcomes()
+    except Exception:
+        logger.exception("could not write the spooled run outcomes yet")
+    try:
+        queued = check_alerts()
+    except Exception:
+        logger.exception("alert checks failed; delivering what is queued")
+        queued = []
+    delivered = deliver_pending()
+    return (
+        f"queued {len(queued)}, sent {delivered.sent}, retrying {delivered.retrying}, "
+        f"gave up {delivered.gave_up}"
+    )
+
+
+def run_prune() -> str:
+    """Maintenance, daily: delete history past retention (runs.retention)."""
+    return str(prune_runs())
 
 
 def _user_exists(pk: int) -> bool:

@@ -11,7 +11,10 @@ shape of Python's own tracebacks, minus the caret markers.
 from __future__ import annotations
 
 import linecache
+import os
+import sysconfig
 import traceback
+from functools import lru_cache
 from types import TracebackType
 
 from runs.redact import redact
@@ -31,6 +34,35 @@ _CAUSE = "\nThe above exception was the direct cause of the following exception:
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
+def _roots() -> list[tuple[str, str]]:
+    """Where code lives, longest first, with the name a traceback shows instead of the path.
+
+    A traceback on the run page should say ``pipelines/people.py``, not where the
+    machine that ran it keeps its checkout or virtualenv.
+    """
+    from django.conf import settings
+
+    roots = {str(settings.BASE_DIR): ""}
+    for key in ("purelib", "platlib"):
+        roots[sysconfig.get_paths()[key]] = "site-packages/"
+    roots[sysconfig.get_paths()["stdlib"]] = "python/"
+    pairs = [(os.path.join(os.path.normpath(r), ""), label) for r, label in roots.items() if r]
+    return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
+
+
+@lru_cache(maxsize=1024)
+def display_path(filename: str) -> str:
+    """``filename`` relative to the project, site-packages or the standard library."""
+    try:
+        roots = _roots()
+    except Exception:  # settings not configured: show the path as Python would
+        return filename
+    for root, label in roots:
+        if filename.startswith(root):
+            return label + filename[len(root):]
+    return filename
+
+
 def _frames(tb: TracebackType | None) -> str:
     entries = []
     while tb is not None:
@@ -42,7 +74,7 @@ def _frames(tb: TracebackType | None) -> str:
         parts = []
         for code, lineno in entries:
             line = linecache.getline(code.co_filename, lineno).strip()
-            parts.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n')
+            parts.append(f'  File "{display_path(code.co_filename)}", line {lineno}, in {code.co_name}\n')
             if line:
                 parts.append(f"    {line}\n")
         # Redacted once per distinct stack, not once per error.

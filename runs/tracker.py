@@ -111,7 +111,7 @@ def compute_run_status(
         status = RunStatus.PARTIAL
     elif step_statuses and all(s == StepStatus.SKIPPED for s in step_statuses):
         status = RunStatus.SKIPPED
-    worst = {RunStatus.SUCCESS: 0, RunStatus.SKIPPED: 1, RunStatus.PARTIAL: 2, RunStatus.CANCELLED: 3,
+    worst: dict[str, int] = {RunStatus.SUCCESS: 0, RunStatus.SKIPPED: 1, RunStatus.PARTIAL: 2, RunStatus.CANCELLED: 3,
              RunStatus.ABANDONED: 4, RunStatus.FAILED: 4}
     for child in child_statuses:
         child = RunStatus.FAILED if child == RunStatus.ABANDONED else child
@@ -277,6 +277,7 @@ class RunTracker:
         if self._ended or self.run_id is None or self._writer is None or self.held_by is not None:
             return self.status  # a refused start already wrote its `skipped` run
         self._ended = True
+        final: str
         for state in self.steps.values():
             if state.status == StepStatus.RUNNING:
                 self._finish_state(state, StepStatus.FAILED if status is False else StepStatus.CANCELLED,
@@ -284,7 +285,7 @@ class RunTracker:
         if status is False:
             final = RunStatus.FAILED
         elif status in _RUN_STATUSES and status != RunStatus.RUNNING:
-            final = status
+            final = str(status)
         else:
             if status is not None and status is not True:
                 logger.error("run tracking: unknown run status %r, computing it instead", status)

@@ -8,9 +8,11 @@ a staff login (the admin login page, which redirects back).
 from __future__ import annotations
 
 import csv
+from typing import Any
 
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django_filters.views import FilterView
 from django_tables2 import LazyPaginator, RequestConfig, SingleTableMixin
@@ -18,9 +20,11 @@ from django_tables2 import LazyPaginator, RequestConfig, SingleTableMixin
 from runs import selectors
 from runs.filters import ErrorFilter, ProblemFilter, RunFilter
 from runs.models import RecordProblem, Run, RunError, RunStatus
+from runs.overview import overview_cards
 from runs.permissions import VIEW_ERRORS, VIEW_RUNS, staff_permission_required
 from runs.pipeline import UnknownPipeline, card_notes, get_pipeline
 from runs.services import can_approve_removals
+from runs.states import pipeline_states
 from runs.tables import ErrorTable, PipelineRunTable, ProblemTable, RunTable
 
 PER_PAGE = 25
@@ -60,9 +64,9 @@ def _actions(request, run: Run | None = None, pipeline: str | None = None) -> di
     """Run now / cancel form targets, only for users allowed to use them."""
     actions = {}
     if pipeline and request.user.has_perm("runs.trigger_run"):
-        actions["run_now_url"] = selectors.action_url("runs:run-now", pipeline)
+        actions["run_now_url"] = reverse("runs:run-now", args=[pipeline])
     if run is not None and run.status == RunStatus.RUNNING and request.user.has_perm("runs.cancel_run"):
-        actions["cancel_url"] = selectors.action_url("runs:cancel", run.pk)
+        actions["cancel_url"] = reverse("runs:cancel", args=[run.pk])
     return actions
 
 
@@ -71,19 +75,19 @@ def _held_removals(request, run: Run, steps: list) -> dict:
     held = {}
     for step in steps:
         held.update(step.held_removals)
-    context = {"held_removals": held}
+    context: dict[str, Any] = {"held_removals": held}
     if held and request.user.has_perm("runs.trigger_run") and can_approve_removals(run, held=held):
-        context["approve_removals_url"] = selectors.action_url("runs:approve-removals", run.pk)
+        context["approve_removals_url"] = reverse("runs:approve-removals", args=[run.pk])
     return context
 
 
 @staff_permission_required(VIEW_RUNS)
 def overview(request):
-    cards = selectors.overview_cards()
+    cards = overview_cards()
     can_trigger = request.user.has_perm("runs.trigger_run")
     problems = selectors.open_problem_counts([card.pipeline.name for card in cards])
     for card in cards:
-        card.run_now_url = selectors.action_url("runs:run-now", card.pipeline.name) if can_trigger else None
+        card.run_now_url = reverse("runs:run-now", args=[card.pipeline.name]) if can_trigger else None
         card.notes = card_notes(card.pipeline.name, request.user)
         card.open_problems = problems.get(card.pipeline.name, 0)
         card.open_problems_capped = card.open_problems >= selectors.OPEN_PROBLEMS_CAP
@@ -296,10 +300,11 @@ def pipeline_detail(request, name: str):
         raise Http404("No such pipeline.")
     table = PipelineRunTable(selectors.runs_queryset().filter(pipeline=name), request=request)
     RequestConfig(request, paginate={"paginator_class": LazyPaginator, "per_page": PER_PAGE}).configure(table)
+    state = pipeline_states().get(name)
     context = {
         "name": name,
         "pipeline": pipeline,
-        "schedule": selectors.schedule_states().get(name),
+        "schedule": state.schedule if state is not None else None,
         "chart_runs": chart_runs,
         "table": table,
         "problems": selectors.pipeline_open_problems(name),

@@ -388,6 +388,8 @@ class Writer(threading.Thread):
 
     def _flush(self, final: Stop | None) -> None:
         report = self.report
+        run_id = self.run_id
+        assert run_id is not None, "the writer only flushes once the run's row exists"
         now = timezone.now()
         new_step_pks: dict[int, int] = {}
         # Redact and trim before taking the write lock: it is CPU work.
@@ -395,7 +397,7 @@ class Writer(threading.Thread):
         with transaction.atomic():
             for state in self.pending_steps:
                 step = RunStep.objects.create(
-                    run_id=self.run_id, position=state.position, name=state.name, critical=state.critical,
+                    run_id=run_id, position=state.position, name=state.name, critical=state.critical,
                     started_at=state.started_at, total=state.total, status=StepStatus.RUNNING,
                 )
                 new_step_pks[state.local_id] = step.pk
@@ -409,7 +411,7 @@ class Writer(threading.Thread):
                 snapshot = state.counts()
                 if self.written.get(state.local_id) == snapshot:
                     continue
-                fields = dict(read=state.read, created=state.created, updated=state.updated,
+                fields: dict[str, Any] = dict(read=state.read, created=state.created, updated=state.updated,
                               skipped=state.skipped, failed=state.failed, total=state.total)
                 if state.status != StepStatus.RUNNING:
                     fields.update(status=state.status, finished_at=state.finished_at,
@@ -423,7 +425,7 @@ class Writer(threading.Thread):
                                           "error_count": max(0, counted - report.errors_lost)}
             if final is not None and final.fields:
                 run_fields.update(final.fields)
-            Run.objects.filter(pk=self.run_id).update(**run_fields)
+            Run.objects.filter(pk=run_id).update(**run_fields)
         # Committed: only now does the in-memory bookkeeping move on.
         if final is not None and final.fields:
             report.final_written = True
@@ -431,7 +433,7 @@ class Writer(threading.Thread):
         self.written.update(changed)
         self._drop_pending()
         if final is None and not self.cancel_event.is_set():
-            requested = Run.objects.filter(pk=self.run_id).values_list("cancel_requested_at", flat=True).first()
+            requested = Run.objects.filter(pk=run_id).values_list("cancel_requested_at", flat=True).first()
             if requested is not None:
                 self.cancel_event.set()
         if final is None and not self.cancel_event.is_set() and shutdown.stop_requested():

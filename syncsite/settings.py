@@ -355,7 +355,7 @@ RUN_ERRORS_KEEP_DAYS = env_int("RUN_ERRORS_KEEP_DAYS", 30, minimum=1, maximum=36
 
 # --- record history ------------------------------------------------------------
 
-# Field-level changes per record (RecordChange) are kept this long by prunruns;
+# Field-level changes per record (RecordChange) are kept this long by pruneruns;
 # longer than runs: a pruned run's changes stay.
 RECORD_CHANGES_KEEP_DAYS = env_int("RECORD_CHANGES_KEEP_DAYS", 365, minimum=1)
 
@@ -376,7 +376,7 @@ FREESCOUT_BASE_URL = env_url("FREESCOUT_BASE_URL").rstrip("/")
 HTTP_TIMEOUT_S = env_float("HTTP_TIMEOUT", 20.0, above=0, maximum=3600)
 HTTP_MAX_RETRIES = env_int("HTTP_MAX_RETRIES", 4, minimum=0)
 
-# --- safe sync: removals that look like a mistake are held (docs/safe-sync.md)
+# --- safe sync: removals that look like a mistake are held (docs/volunteers.md, "Held removals")
 
 # A run holds back every removal of one kind (members marked former, team or
 # function memberships ended, Laposta deletions) when it would remove more than
@@ -385,13 +385,13 @@ SYNC_MAX_REMOVALS_PERCENT = env_percent("SYNC_MAX_REMOVALS_PERCENT", 10)
 SYNC_MAX_REMOVALS_MIN = env_int("SYNC_MAX_REMOVALS_MIN", 5, minimum=0)
 
 # Values that must never reach the database, logs or error messages.
-SECRET_SETTINGS = ("SECRET_KEY", "LAPOSTA_API_KEY", "FREESCOUT_API_KEY", "ALERT_WEBHOOK_URL")
+SECRET_SETTINGS: tuple[str, ...] = ("SECRET_KEY", "LAPOSTA_API_KEY", "FREESCOUT_API_KEY", "ALERT_WEBHOOK_URL")
 
 
 # --- web sources: Sportlink Club and Nikki fetched by a headless browser ---------
 
 # `files` (the default: exports in SPORTLINK_EXPORT_DIR / NIKKI_EXPORT_DIR, or
-# the bundled demo) or `web` (log in and download, see docs/web-source.md).
+# the bundled demo) or `web` (log in and download, see docs/deploy.md).
 SPORTLINK_SOURCE = env_choice("SPORTLINK_SOURCE", "files", ("files", "web"))
 NIKKI_SOURCE = env_choice("NIKKI_SOURCE", "files", ("files", "web"))
 SPORTLINK_URL = env_str("SPORTLINK_URL", "https://club.sportlink.com").rstrip("/")
@@ -466,6 +466,7 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+SECRET_SETTINGS += ("EMAIL_HOST_PASSWORD",)
 
 
 # --- trustworthy outcomes: spool, reminders, alert threshold -------------------

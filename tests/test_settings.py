@@ -21,6 +21,14 @@ PRODUCTION = {
     "SECURE_HSTS_SECONDS": "31536000",
     "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
     "SECURE_HSTS_PRELOAD": "1",
+    # Alerts by mail through the club's provider (syncsite/checks.py warns otherwise).
+    "ALERT_EMAILS": "ops@example.org",
+    "DEFAULT_FROM_EMAIL": "syncsite@example.org",
+    "EMAIL_HOST": "smtp.example.org",
+    "EMAIL_PORT": "587",
+    "EMAIL_HOST_USER": "syncsite@example.org",
+    "EMAIL_HOST_PASSWORD": "m4il-pass-w0rd",
+    "EMAIL_USE_TLS": "1",
 }
 
 
@@ -102,3 +110,13 @@ def test_without_the_tls_settings_check_deploy_warns(tmp_path):
     result = manage(env, "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode != 0
     assert "security.W004" in result.stderr and "security.W008" in result.stderr
+
+
+def test_check_deploy_names_syncsite_mistakes_with_a_hint(tmp_path):
+    env = clean_env(tmp_path, **{**PRODUCTION, "SITE_URL": "http://127.0.0.1:8000", "ALERT_EMAILS": ""})
+    result = manage(env, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode != 0
+    assert "(syncsite.W001) SITE_URL is 'http://127.0.0.1:8000'" in result.stderr
+    assert "(syncsite.W007) Neither ALERT_EMAILS nor ALERT_WEBHOOK_URL is set" in result.stderr
+    assert "HINT: Set SITE_URL to the address volunteers open" in result.stderr
+    assert "m4il-pass-w0rd" not in result.stdout + result.stderr

@@ -8,5 +8,5 @@
 - `source`: `WebSportlinkSource` / `WebNikkiSource`, the same interface as
   `pipelines.sources.ExportSource` (`table(kind)`, `photos()`, `describe()`).
 
-See docs/web-source.md.
+See docs/deploy.md ("The web source") and docs/development.md ("The web source").
 """

@@ -67,16 +67,16 @@ _INFIX = _MEMBER_MAPPING["infix"]
 _TEAMS = _MEMBER_MAPPING["teams"]
 
 
-def _table(filename: str, spec: Any, mapping: dict[str, int], rows: Iterable[tuple[int, list[str]]], *,
+def _table(filename: str, spec: Any, mapping: dict[str, int], rows: Iterable[tuple[Any, ...]], *,
            lines: bool = False) -> Table:
     """A Table as an export would give it: one heading per column (the keys, in
     column order) and each row as (row number, cells, lines it took: 1), so
     the readers check every web row exactly as they check an export's.
     `lines`: the rows already carry their line count (the members' hot path)."""
     header = sorted(mapping, key=mapping.__getitem__)
-    if not lines:
-        rows = ((number, cells, 1) for number, cells in rows)
-    return Table(filename, spec, mapping, rows, header=header)
+    numbered: Iterator[tuple[int, list[str], int]] = (
+        iter(rows) if lines else ((number, cells, 1) for number, cells in rows))
+    return Table(filename, spec, mapping, numbered, header=header)
 
 
 class UnexpectedShape(ExportError):
@@ -144,7 +144,8 @@ def members_table(body: Any, *, filename: str = "SearchMembers") -> Table:
             get = item.get
             # Runs once per member of a 50,000-member club: strings and nulls take the short
             # path; anything else (a number, a nested value) is written out as text.
-            cells = [value if value.__class__ is str else "" if value is None else _text_or_json(value)
+            # Each cell is a str (mypy does not narrow on `__class__ is str`).
+            cells: list[Any] = [value if value.__class__ is str else "" if value is None else _text_or_json(value)
                      for value in map(get, keys)]
             if cells[_INFIX]:
                 cells[_INFIX] = cells[_INFIX].lower()

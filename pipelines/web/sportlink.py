@@ -1,6 +1,6 @@
 """Sportlink Club: the Keycloak login with a TOTP code, then the JSON its own pages fetch.
 
-Built from the documented behaviour of the site (docs/web-source.md): the
+Built from the documented behaviour of the site (docs/development.md, "The web source"): the
 pages, the element ids and the `navajo` endpoints. Every method runs in the
 browser's thread and returns plain data.
 """
@@ -8,6 +8,7 @@ browser's thread and returns plain data.
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -122,7 +123,7 @@ class Sportlink(Site):
         for key, path, endpoint in (("UnionTeams", "/teams/union-teams", "/team/UnionTeams"),
                                     ("ClubTeams", "/teams/club-teams", "/team/ClubTeams")):
             got = self.capture({key: _is("GET", endpoint, not_part="Players")},
-                               lambda p=path, k=key: self.goto(p, f"{k} list"), 60)
+                               partial(self.goto, path, f"{key} list"), 60)
             if key not in got:
                 raise PageChanged(f"Sportlink's {path} page changed: no {endpoint} answer within {shown(60)}")
             raw[key] = self.json_body(got[key], key)
@@ -137,8 +138,8 @@ class Sportlink(Site):
                     continue  # the same team, already listed as a union team
                 team_id = str(team["PublicTeamId"])
                 wanted = {"players": _is(None, f"/{kind}TeamPlayers"), "staff": _is(None, f"/{kind}TeamNonPlayers")}
-                got = self.capture(wanted, lambda t=team_id: self.goto(
-                    f"/teams/team-details/{t}/members", "team members", wait_until="commit"), 10)
+                got = self.capture(wanted, partial(self.goto, f"/teams/team-details/{team_id}/members", "team members",
+                                                   wait_until="commit"), 10)
                 raw["members"][team_id] = {
                     "kind": kind,
                     "players": self.json_body(got["players"], f"{kind}TeamPlayers") if "players" in got else None,

@@ -34,6 +34,8 @@ def code_from_key(key: str) -> str:
     bytes are the HMAC-SHA1 key itself."""
     if key.startswith("otpauth://"):
         parsed = pyotp.parse_uri(key)
+        if not isinstance(parsed, pyotp.TOTP):  # otpauth://hotp/...: counter-based, not time-based
+            raise ValueError("not a time-based (totp) otpauth:// URL")
         totp = _TOTP(parsed.secret, digits=parsed.digits, digest=parsed.digest, interval=parsed.interval)
         return totp.now()
     return code(base64.b32encode(key.encode("ascii")).decode())

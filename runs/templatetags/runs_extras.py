@@ -16,7 +16,6 @@ from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
 from runs.models import RunStatus, StepStatus
-from runs.services import format_duration
 
 register = template.Library()
 
@@ -29,6 +28,22 @@ STATUS_COLOURS = {
     "cancelled": "#6b7280", "abandoned": "#7c2d12", "skipped": "#9ca3af", "never": "#9ca3af",
     "not_configured": "#9ca3af",
 }
+
+
+def format_duration(ms: int | None) -> str:
+    """A duration for people: `850 ms`, `12.3 s`, `2 m 05 s`, `1 h 02 m`."""
+    if ms is None:
+        return "—"
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} m {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"
 
 
 @register.filter

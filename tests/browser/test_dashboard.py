@@ -1,8 +1,8 @@
 """The dashboard in a real browser: Playwright driving Debian's headless Chromium.
 
 Skipped (loudly) when Chromium or Playwright is missing outside CI, failed in CI;
-`make browser-deps` installs Chromium, `make setup` Playwright. UPDATE_SCREENSHOTS=1 also writes the README's
-screenshots to docs/screenshots/.
+`make browser-deps` installs Chromium, `make setup` Playwright. The docs' screenshots come from the real
+demo (`make screenshots`), not from this test; its own screenshots go to a temporary directory.
 """
 
 import os
@@ -19,7 +19,7 @@ from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
 from runs.permissions import ensure_volunteers_group
 from runs.pipeline import all_pipelines
 from runs.runner import run_pipeline
-from tests.conftest import ROOT, require_binary, require_module
+from tests.conftest import require_binary, require_module
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -141,7 +141,6 @@ def test_a_volunteer_walks_through_the_dashboard(live_server, browser_page):
 
 
 def _screenshot(page, name: str, full_page: bool = False) -> None:
-    target_dir = ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") else Path(
-        os.environ.get("PYTEST_TMPDIR", "/tmp"))
+    target_dir = Path(os.environ.get("PYTEST_TMPDIR", "/tmp"))
     target_dir.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target_dir / name), full_page=full_page)

@@ -21,9 +21,9 @@ from runs.models import RunError, RunStatus, StepStatus
 from runs.redact import clear_secret_cache
 from runs.runner import run_pipeline
 from tests.pipelines.conftest import export_file
+from tests.pipelines.laposta_fake import MEMBERS_LIST, fake  # noqa: F401 (the fixture)
 from tests.pipelines.test_freescout import KEY as FREESCOUT_KEY
 from tests.pipelines.test_freescout import FakeFreeScout
-from tests.pipelines.test_laposta import MEMBERS_LIST, fake  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -324,7 +324,7 @@ def test_a_bad_email_in_the_admin_says_what_to_fix_and_saves_nothing(member):
                                  **inline_management()})
     page = response.content.decode()
     assert response.status_code == 200
-    assert "is not an email address. Write it like name@example.org" in page
+    assert "is not an email address (it contains a space). Write it like name@example.org" in page
     assert "Use digits, spaces and + - ( ) only" in page
     member.refresh_from_db()
     assert member.email == OLD and not Correction.objects.exists()

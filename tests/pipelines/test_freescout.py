@@ -1,4 +1,4 @@
-"""FreeScout sync against a local server that speaks the FreeScout API (see shared FORMATS.md)."""
+"""FreeScout sync against a local server that speaks the FreeScout API."""
 
 import json
 import re

@@ -9,7 +9,7 @@ from django.utils import timezone
 from pipelines.models import CommissieMembership, Contribution, DisciplineCase, Member, Parent, Team, TeamMembership
 from runs.models import ChangeAction, RecordChange, RecordProblem, Run
 from runs.runner import run_pipeline
-from tests.pipelines import test_laposta as laposta_tests
+from tests.pipelines import laposta_fake as laposta_tests
 from tests.pipelines.conftest import export_file, rewrite
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -259,7 +259,7 @@ def test_a_batch_costs_the_same_queries_for_10_or_300_changed_rows(django_assert
 
 @pytest.fixture
 def fake(httpserver, settings):
-    """Laposta API v2 on a local server (the fake of tests/pipelines/test_laposta.py)."""
+    """Laposta API v2 on a local server (the fake of tests/pipelines/laposta_fake.py)."""
     import re
 
     from runs.redact import clear_secret_cache

@@ -18,8 +18,8 @@ from pipelines.models import Correction, CorrectionState, Member, Parent
 from runs.models import RunError, RunStatus, StepStatus
 from runs.runner import run_pipeline
 from tests.pipelines.conftest import export_file
+from tests.pipelines.laposta_fake import PARENTS_LIST, fake  # noqa: F401 (the fixture)
 from tests.pipelines.test_corrections import set_cell, staff
-from tests.pipelines.test_laposta import PARENTS_LIST, fake  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

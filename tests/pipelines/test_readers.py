@@ -1,4 +1,4 @@
-"""The CSV readers: encodings, separators, headings, values, bad rows."""
+"""The CSV readers: bytes, separators, headings, bad rows, the other exports, any encoding."""
 
 from datetime import date
 from decimal import Decimal
@@ -8,7 +8,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pipelines.readers import (
-    _UTF8_MULTIBYTE,
     MEMBERS,
     BadValue,
     EmptyExport,
@@ -17,21 +16,16 @@ from pipelines.readers import (
     classify,
     decode,
     detect_separator,
-    multi,
     open_table,
-    parse_amount,
-    parse_date,
-    parse_email,
-    parse_gender,
     parse_knvb_id,
     read_discipline,
     read_functions,
     read_members,
     read_nikki,
     read_teams,
-    split_naam,
     status_rank,
 )
+from pipelines.readers.files import _UTF8_MULTIBYTE
 
 MEMBER_HEADER = "Naam;Roepnaam;Tussenvoegsel(s);Achternaam;Rel. code;Geslacht;Geb.dat.;E-mailadres;Lidsoort"
 
@@ -117,134 +111,6 @@ def test_the_older_team_export_variant_is_read():
             "JO11-1;Jeugd;Teamspeler;Bos, T. (Tim);Bondslid;ABC12D3;2016-01-01;\n")
     [role] = read_teams(open_table("t.csv", text.encode())).records
     assert (role.team_name, role.team_id, role.role, role.knvb_id) == ("JO11-1", "JO11-1", "Teamspeler", "ABC12D3")
-
-
-# --- values --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("text", "amount"), [
-    ("€ 1.234,56", Decimal("1234.56")), ("€ 12,50", Decimal("12.50")), ("-€ 12,50", Decimal("-12.50")),
-    ("€ -7,00", Decimal("-7.00")), ("(3,25)", Decimal("-3.25")), ("1234.56", Decimal("1234.56")),
-    ("1.234", Decimal("1234")), ("1,234.50", Decimal("1234.50")), ("", Decimal("0")), ("€\u00a095,00", Decimal("95")),
-])
-def test_it_parses_dutch_amounts(text, amount):
-    assert parse_amount(text) == amount
-
-
-@pytest.mark.parametrize("text", ["abc", "€ 1,2,3.4.5x", "NaN", "Infinity", "12)", "(12", "-"])
-def test_it_rejects_what_is_not_an_amount(text):
-    with pytest.raises(BadValue):
-        parse_amount(text)
-
-
-def test_dates():
-    assert parse_date("2012-02-29") == date(2012, 2, 29)
-    assert parse_date("29-02-2012") == date(2012, 2, 29)
-    assert parse_date("1/2/2012") == date(2012, 2, 1)
-    assert parse_date("") is None
-    for bad in ("2012-02-30", "gisteren", "31-13-2012"):
-        with pytest.raises(BadValue):
-            parse_date(bad)
-
-
-@pytest.mark.parametrize(("text", "amount"), [
-    ("12,50-", Decimal("-12.50")), ("(-3,25)", Decimal("3.25")), ("EUR 10", Decimal("10")),
-    ("1.234.567", Decimal("1234567")), ("1,234,567", Decimal("1234567")), ("1.23", Decimal("1.23")),
-    ("12.5", Decimal("12.5")), ("€ 1.234,56-", Decimal("-1234.56")), ("1234,5", Decimal("1234.5")),
-    ("-€1.234", Decimal("-1234")), ("(€ 5)", Decimal("-5")), ("0,00", Decimal("0.00")),
-    ("12,50 €", Decimal("12.50")), ("1\u00a0234,56", Decimal("1234.56")), ("10 EUR", Decimal("10")),
-    ("1 234,56", Decimal("1234.56")),
-])
-def test_it_parses_signs_and_separators_of_amounts(text, amount):
-    assert parse_amount(text) == amount
-    assert str(parse_amount(text)) == str(amount)  # the exact digits, not just an equal value
-
-
-def test_a_bad_amount_names_the_column_and_the_cell():
-    with pytest.raises(BadValue) as info:
-        parse_amount("ongeveer € 10", "Boete")
-    assert str(info.value) == "Boete 'ongeveer € 10' is not an amount"
-    with pytest.raises(BadValue, match="^amount 'sNaN' is not an amount$"):
-        parse_amount("sNaN")
-
-
-def test_dates_with_a_time_or_single_digits_and_the_message_names_the_column():
-    assert parse_date("2012-02-29 10:15") == date(2012, 2, 29)
-    assert parse_date("2012-02-29T10:15:00") == date(2012, 2, 29)
-    assert parse_date("2012-2-9") == date(2012, 2, 9)
-    assert parse_date("9.2.2012") == date(2012, 2, 9)
-    assert parse_date("09/02/2012 00:00") == date(2012, 2, 9)
-    with pytest.raises(BadValue) as info:
-        parse_date("2012-02-30", "birth date")
-    assert str(info.value) == "birth date '2012-02-30' is not a date (expected YYYY-MM-DD)"
-    with pytest.raises(BadValue, match="^date '30-02-2012' is not a date"):
-        parse_date("30-02-2012")
-    with pytest.raises(BadValue):
-        parse_date("2012-02-29x")
-    for short in ("1/2", "12", "2012"):  # too short for the fast path's checks: still a BadValue
-        with pytest.raises(BadValue):
-            parse_date(short)
-
-
-def test_emails_are_stripped_and_checked():
-    assert parse_email("  jan@example.org ") == "jan@example.org"
-    assert parse_email("") == "" and parse_email("   ") == ""
-    assert parse_email("a.b+c@sub.example.nl") == "a.b+c@sub.example.nl"
-    for bad in ("jan@example", "jan@example.o", "jan example@x.nl", "jan@@example.org", "<jan@x.nl>", "a;b@x.nl"):
-        with pytest.raises(BadValue):
-            parse_email(bad)
-    with pytest.raises(BadValue, match="^email address 'jan@x' is not a valid email address$"):
-        parse_email("jan@x")
-    with pytest.raises(BadValue) as info:
-        parse_email("jan@", "email address of parent 1")
-    assert str(info.value) == "email address of parent 1 'jan@' is not a valid email address"
-
-
-def test_relatiecodes_are_upper_cased_and_checked():
-    assert parse_knvb_id(" abc12d3 ") == "ABC12D3"
-    assert parse_knvb_id("A") == "A" and parse_knvb_id("QX-4821") == "QX-4821"
-    assert parse_knvb_id("A" * 20) == "A" * 20
-    for bad in ("A" * 21, "ABC 12D3", "ABC_12D3", "ÄBC12D3", "ABC.12"):
-        with pytest.raises(BadValue):
-            parse_knvb_id(bad)
-    with pytest.raises(BadValue) as info:
-        parse_knvb_id("ab c")
-    assert str(info.value) == ("relatiecode 'ab c' is not a valid relatiecode (letters, digits and hyphens, "
-                               "1 to 20 characters)")
-    with pytest.raises(BadValue) as info:
-        parse_knvb_id("  ")
-    assert str(info.value) == "the relatiecode (Rel. code) is missing"
-
-
-@pytest.mark.parametrize(("text", "gender"), [
-    ("Man", "M"), (" MALE ", "M"), ("m", "M"), ("jongen", "M"), ("Vrouw", "V"), ("female", "V"), ("v", "V"),
-    ("F", "V"), ("Meisje", "V"), ("", ""), ("onbekend", ""), ("x", ""),
-])
-def test_genders(text, gender):
-    assert parse_gender(text) == gender
-
-
-def test_comma_separated_cells():
-    assert multi("JO11-1,  JO11-2") == ["JO11-1", "JO11-2"]
-    assert multi("JO11-1") == ["JO11-1"]
-    assert multi("") == []
-    assert multi("a,,b, ") == ["a", "b"]
-    assert multi(" , ") == []
-
-
-def test_naam_without_a_comma_or_roepnaam():
-    assert split_naam("  Jansen  ") == ("", "", "Jansen", "")
-    assert split_naam("Vries, J. de") == ("", "de", "Vries", "J.")
-    assert split_naam("Vries,J.P.  (Jan Piet)") == ("Jan Piet", "", "Vries", "J.P.")
-    assert split_naam("Vries, J.  P. (Jan)") == ("Jan", "", "Vries", "J. P.")
-    assert split_naam(" Berg , A. ( Anna ) van ") == ("Anna", "van", "Berg", "A.")
-
-
-def test_naam_is_split_when_the_name_columns_are_missing():
-    assert split_naam("Berg, J. (Jan) van den") == ("Jan", "van den", "Berg", "J.")
-    assert split_naam("Hart, A. (Anouk) 't") == ("Anouk", "'t", "Hart", "A.")
-    [m] = members("Naam;Rel. code\n\"Berg, J. (Jan) van den\";ABC12D3\n").records
-    assert (m.first_name, m.infix, m.last_name, m.initials) == ("Jan", "van den", "Berg", "J.")
 
 
 # --- bad rows ------------------------------------------------------------------------
@@ -517,151 +383,3 @@ def test_any_encoding_separator_line_ending_and_column_order_reads_the_same(expo
     assert not result.errors
     got = [(m.knvb_id, m.first_name, m.last_name, m.email, m.birth_date) for m in result.records]
     assert got == [(c, f.strip(), la.strip(), e, b) for c, f, la, e, b in rows]
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.binary(max_size=400))
-def test_arbitrary_bytes_never_crash_the_reader(data):
-    try:
-        table = open_table("junk.csv", data, MEMBERS)
-    except ExportError:
-        return
-    result = read_members(table)
-    assert len(result.records) + len(result.errors) <= result.rows
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.lists(st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs")), max_size=12), max_size=8),
-                max_size=10))
-def test_odd_rows_become_records_or_row_errors(rows):
-    header = "Rel. code;Achternaam;Geb.dat.;E-mailadres"
-    body = "\n".join(";".join('"' + c.replace('"', '""') + '"' for c in row) for row in rows)
-    try:
-        result = read_members(open_table("odd.csv", (header + "\n" + body + "\n").encode()))
-    except EmptyExport:
-        assert not any("".join(row).strip() for row in rows)
-        return
-    assert len(result.records) + len(result.errors) == result.rows
-    assert all(e.row >= 2 for e in result.errors)
-
-
-# --- hypothesis: damage never changes a stored value or retires a damaged row's member -------
-#
-# Start from a valid Sportlink-style export (`;`, every non-empty value quoted, CRLF,
-# UTF-8 with Dutch names) and damage it: cut it off anywhere, lose or add a separator
-# between cells, put bytes that are not UTF-8 into a row, or make one value longer than
-# its registry field. Whatever the reader then keeps must be exactly what the undamaged
-# export says for that relatiecode, and the member of a damaged row is never "gone"
-# (it is a record or in bad_keys) as long as the damaged row still holds its relatiecode.
-
-DAMAGE_HEADINGS = ["Naam", "Roepnaam", "Tussenvoegsel(s)", "Achternaam", "Rel. code", "Geslacht", "Geb.dat.",
-                   "E-mailadres", "Telefoon ouder 2", "Lokale teams", "Woonplaats"]
-# Every name holds a Dutch letter or two, as a real club's export does (a UTF-8 file
-# is told from Windows-1252 by its valid multi-byte characters).
-dutch_names = st.tuples(st.sampled_from(["Daniël", "Zoë", "Renée", "Inès", "Ruud", "Noë"]),
-                        st.text(alphabet="abcdeëéfghijklmnoöpqrstuvwxyz -'", max_size=10)).map(
-    lambda parts: (parts[0] + parts[1]).strip())
-damage_codes = st.from_regex(r"[A-Z]{2}(-?[0-9]{2,4})[A-Z]?[0-9]", fullmatch=True)
-
-
-@st.composite
-def sportlink_rows(draw):
-    rows = draw(st.lists(st.tuples(damage_codes, dutch_names, dutch_names, st.sampled_from(["", "van", "de"]),
-                                   st.sampled_from(["Man", "Vrouw", ""]),
-                                   st.dates(date(1940, 1, 1), date(2020, 12, 31)),
-                                   st.sampled_from(["", "JO11-1", "JO11-1, MO13-2"]),
-                                   st.sampled_from(["Hoogland", "Amersfoort", "Leusden", "Zoëterwoude", ""]),
-                                   st.sampled_from(["", "06-12345678"])),
-                         min_size=2, max_size=12, unique_by=lambda r: r[0].upper()))
-    return [{"Naam": f"{last}, {first[0].upper()}. ({first})", "Roepnaam": first, "Tussenvoegsel(s)": infix,
-             "Achternaam": last, "Rel. code": code, "Geslacht": gender, "Geb.dat.": born.isoformat(),
-             "E-mailadres": f"{code.lower()}@example.org", "Lokale teams": teams, "Woonplaats": city,
-             "Telefoon ouder 2": phone}
-            for code, first, last, infix, gender, born, teams, city, phone in rows]
-
-
-def sportlink_bytes(rows, bom):
-    def line(values):
-        return ";".join(f'"{v}"' if v else "" for v in values)
-
-    text = "\r\n".join([line(DAMAGE_HEADINGS), *(line(row[h] for h in DAMAGE_HEADINGS) for row in rows)]) + "\r\n"
-    return ("\ufeff" if bom else "") + text
-
-
-def stored(record):
-    return (record.first_name, record.infix, record.last_name, record.initials, record.email, record.gender,
-            record.birth_date, record.teams, record.city)
-
-
-def row_spans(data):
-    """(start, end) byte offsets of each data row's line (without its CRLF)."""
-    spans, start = [], data.index(b"\r\n") + 2
-    while start < len(data):
-        end = data.index(b"\r\n", start)
-        spans.append((start, end))
-        start = end + 2
-    return spans
-
-
-def separator_positions(line):
-    """Offsets of the `;` between cells (outside quotes) in one line."""
-    out, quoted = [], False
-    for i, byte in enumerate(line):
-        if byte == ord('"'):
-            quoted = not quoted
-        elif byte == ord(";") and not quoted:
-            out.append(i)
-    return out
-
-
-@st.composite
-def damaged_exports(draw):
-    rows = draw(sportlink_rows())
-    data = sportlink_bytes(rows, draw(st.booleans())).encode("utf-8")
-    spans = row_spans(data)
-    victim = draw(st.integers(0, len(rows) - 1))
-    start, end = spans[victim]
-    kind = draw(st.sampled_from(["truncate", "lose separator", "extra separator", "bad bytes", "oversized"]))
-    if kind == "truncate":
-        cut = draw(st.integers(start + 1, end + 1))  # inside the row, up to just before its line feed
-        damaged, kept = data[:cut], data[start:cut]
-    elif kind in ("lose separator", "extra separator"):
-        line = data[start:end]
-        at = start + draw(st.sampled_from(separator_positions(line)))
-        damaged = data[:at] + data[at + 1:] if kind == "lose separator" else data[:at] + b";" + data[at:]
-        kept = data[start:end]
-    elif kind == "bad bytes":
-        at = draw(st.integers(start, end))
-        junk = draw(st.sampled_from([b"\xff", b"\xc3", b"\x80\x80", b"\xe2\x82", b"\xfe\xfe"]))
-        damaged, kept = data[:at] + junk + data[at:], data[start:at]
-    else:
-        heading = draw(st.sampled_from([h for h in DAMAGE_HEADINGS if h not in ("Rel. code", "Geb.dat.", "Geslacht")]))
-        rows = [dict(row) for row in rows]
-        rows[victim][heading] = "x" * draw(st.integers(501, 3000))
-        damaged = sportlink_bytes(rows, False).encode("utf-8")
-        kept = data[start:end]
-    code = rows[victim]["Rel. code"]
-    # The damaged row still names its member when the whole relatiecode cell survived.
-    names_member = f'"{code}"'.encode() in kept or kind in ("lose separator", "extra separator", "oversized")
-    return data, damaged, code.upper(), names_member, kind
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(damaged_exports())
-def test_damage_never_stores_a_different_value_or_retires_a_damaged_rows_member(export):
-    data, damaged, code, names_member, kind = export
-    whole = {m.knvb_id: stored(m) for m in read_members(open_table("Leden.csv", data)).records}
-    assert len(whole) == data.count(b"\r\n") - 1
-    try:
-        result = read_members(open_table("Leden.csv", damaged))
-    except ExportError:
-        return  # the file as a whole is refused: nothing is written, nobody retired
-    for record in result.records:
-        assert record.knvb_id in whole, f"{kind}: a key that is not in the export: {record.knvb_id}"
-        assert stored(record) == whole[record.knvb_id], kind
-    kept = {m.knvb_id for m in result.records} | result.bad_keys
-    if names_member:
-        assert code in kept, f"{kind}: the member of the damaged row would be retired"
-    if kind != "truncate":
-        # Damage to one row never loses the others.
-        assert set(whole) - {code} <= kept, kind

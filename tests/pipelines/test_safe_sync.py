@@ -2,7 +2,7 @@
 (pipelines.sync.guard_removals), held and approved, on the demo exports.
 
 Runs on SQLite and PostgreSQL (DATABASE_URL); Laposta is the local stand-in
-from test_laposta speaking its API."""
+from laposta_fake speaking its API."""
 
 import csv
 import io
@@ -19,8 +19,8 @@ from runs.models import Run, RunError, RunStatus, StepStatus
 from runs.redact import clear_secret_cache
 from runs.runner import run_pipeline
 from tests.pipelines.conftest import export_file
-from tests.pipelines.test_laposta import KEY, MEMBERS_LIST, PARENTS_LIST, FakeLaposta
-from tests.runs.test_actions import CsrfClient, make_user, q_sync, texts  # noqa: F401 - q_sync is a fixture
+from tests.pipelines.laposta_fake import KEY, MEMBERS_LIST, PARENTS_LIST, FakeLaposta
+from tests.runs.test_action_views import CsrfClient, make_user, q_sync, texts  # noqa: F401 - q_sync is a fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -223,3 +223,45 @@ def test_knvb_map_leaves_out_former_members_on_request_and_adds_the_export_in_a_
     in_export = {pk for code, pk in would_be.items() if code not in ("AAA11A1", "BBB22B2")}
     assert in_export == {0} and would_be["CNN13C8"] == 0
     assert len(would_be) == 2 + 62  # the demo export's distinct relatiecodes, bad rows included
+
+
+def upsert_once(rows, *, unchanged=(), **options):
+    """One run of an Upserter over Team rows (code, name); returns (run, what unseen() returned)."""
+    seen = {}
+
+    @register("test-upsert-once")
+    def upsert_once_pipeline(run):
+        with run.step("team-sync") as step:
+            existing = existing_hashes(Team.objects.all(), "sportlink_id")
+            with Upserter(step, Team, existing=existing, fields=("name",), dry_run=run.dry_run, **options) as up:
+                up.skip_unchanged(list(unchanged))
+                for code, name in rows:
+                    up.add(code, key=code, values={"sportlink_id": code, "name": name}, digest=source_hash(name))
+            seen["unseen"] = up.unseen()
+
+    try:
+        run = run_pipeline("test-upsert-once")
+    finally:
+        unregister("test-upsert-once")
+    return run, seen["unseen"]
+
+
+def test_after_write_gets_each_written_row_with_its_pk_and_whether_it_was_created():
+    Team.objects.create(sportlink_id="T1", name="A", source_hash=source_hash("A"))
+    Team.objects.create(sportlink_id="T3", name="C", source_hash=source_hash("C"))
+    written = []
+    run, _unseen = upsert_once([("T1", "A2"), ("T2", "B"), ("T3", "C")], key_field="sportlink_id",
+                               after_write=written.extend)
+    pks = dict(Team.objects.values_list("sportlink_id", "pk"))
+    # The unchanged T3 is not written, so after_write does not see it.
+    assert sorted(written) == [("T1", pks["T1"], False), ("T2", pks["T2"], True)]
+    assert counts(run) == (1, 1, 1, 0)
+
+
+def test_rows_known_unchanged_before_they_were_read_are_skipped_and_not_unseen():
+    for code in ("T1", "T2", "T3"):
+        Team.objects.create(sportlink_id=code, name=code, source_hash=source_hash(code))
+    run, unseen = upsert_once([("T4", "D")], unchanged=["T1", "T2"])
+    assert counts(run) == (1, 0, 2, 0)
+    assert set(unseen) == {"T3"}
+    assert Team.objects.get(sportlink_id="T1").name == "T1"

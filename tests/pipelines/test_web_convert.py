@@ -174,3 +174,9 @@ def test_a_malformed_otp_secret_is_named_without_its_value():
         totp_now("not base32 !!")
     assert "SPORTLINK_OTP_SECRET is not a valid base32 secret" in str(caught.value)
     assert "!!" not in str(caught.value)
+
+
+def test_a_counter_based_otpauth_url_is_refused_clearly():
+    # otpauth://hotp/ is counter-based: no time-based code exists for it.
+    with pytest.raises(LoginRefused, match="NIKKI_OTP_SECRET is neither an otpauth:// URL nor a plain key"):
+        nikki_totp_now("otpauth://hotp/Nikki:me?secret=JBSWY3DPEHPK3PXP&counter=1")

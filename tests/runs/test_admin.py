@@ -138,13 +138,23 @@ def test_filters_and_date_hierarchy(admin_client):
     assert "started_at__month=" in html
 
 
-def test_actions_need_the_permissions(viewer_client, admin_client):
-    make_runs(1)
+def test_actions_need_the_permissions(viewer_client, admin_client, django_capture_on_commit_callbacks):
+    from django_q.models import OrmQ
+
+    done = make_runs(1)[0]
+    running = Run.objects.create(pipeline="clean", status=RunStatus.RUNNING)
     url = reverse("admin:runs_run_changelist")
     html = viewer_client.get(url).content.decode()
     assert 'value="run_now"' not in html and 'value="cancel_runs"' not in html
     html = admin_client.get(url).content.decode()
     assert 'value="run_now"' in html and 'value="cancel_runs"' in html
+    # Posted anyway, by someone without the permissions: nothing is queued or cancelled.
+    with django_capture_on_commit_callbacks(execute=True):
+        for action in ("run_now", "cancel_runs"):
+            viewer_client.post(url, {"action": action, "_selected_action": [done.pk, running.pk]})
+    assert not OrmQ.objects.exists()
+    running.refresh_from_db()
+    assert running.cancel_requested_at is None and running.status == RunStatus.RUNNING
 
 
 def test_cancel_action_requests_cancel_of_running_runs(admin_client):
@@ -154,7 +164,25 @@ def test_cancel_action_requests_cancel_of_running_runs(admin_client):
                                  {"action": "cancel_runs", "_selected_action": [running.pk, done.pk]}, follow=True)
     assert "Asked 1 running run(s) to stop." in response.content.decode()
     running.refresh_from_db()
-    assert running.cancel_requested_at is not None
+    done.refresh_from_db()
+    boss = User.objects.get(username="boss")
+    # The running run is asked to stop, by the admin; it stops itself (its status changes when it does).
+    assert running.cancel_requested_at is not None and running.cancel_requested_by_id == boss.pk
+    assert running.status == RunStatus.RUNNING
+    # A finished run is left as it was.
+    assert done.cancel_requested_at is None and done.cancel_requested_by_id is None
+    assert done.status == RunStatus.PARTIAL
+
+
+def test_cancel_action_keeps_the_first_request(admin_client):
+    first = User.objects.create_user("first", is_staff=True)
+    running = Run.objects.create(pipeline="sample", status=RunStatus.RUNNING)
+    assert running.request_cancel(user=first)
+    asked_at = Run.objects.get(pk=running.pk).cancel_requested_at
+    admin_client.post(reverse("admin:runs_run_changelist"), {"action": "cancel_runs",
+                                                              "_selected_action": [running.pk]})
+    running.refresh_from_db()
+    assert (running.cancel_requested_at, running.cancel_requested_by_id) == (asked_at, first.pk)
 
 
 def test_run_now_action_queues_each_pipeline_once_as_dashboard_run_by_the_user(
@@ -177,6 +205,20 @@ def test_run_now_action_queues_each_pipeline_once_as_dashboard_run_by_the_user(
         (("sample",), {"mode": "dashboard", "triggered_by_id": boss.pk}, "runs.tasks.run_pipeline_task"),
     ]
     assert Run.objects.count() == 3  # queued, not run inside the request
+
+
+def test_run_now_action_skips_a_pipeline_that_is_no_longer_registered(
+        admin_client, django_capture_on_commit_callbacks):
+    from django_q.models import OrmQ
+
+    gone = make_runs(1, pipeline="retired-pipeline")[0]
+    clean = make_runs(1, pipeline="clean")[0]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:runs_run_changelist"),
+                                     {"action": "run_now", "_selected_action": [gone.pk, clean.pk]}, follow=True)
+    assert ("error", "retired-pipeline is no longer a registered pipeline.") in [
+        (m.level_tag, m.message) for m in response.context["messages"]]
+    assert [q.task["args"] for q in OrmQ.objects.all()] == [("clean",)]
 
 
 def test_dashboard_links_back_to_the_admin(client, db):

@@ -7,9 +7,11 @@ import time_machine
 from django.core import mail
 from werkzeug import Response
 
-from runs.alerts import check_alerts, deliver_pending, run_alert_checks
+from runs.alerts import check_alerts
+from runs.delivery import deliver_pending
 from runs.models import AlertEvent, Notification, Run, RunError
 from runs.pipeline import all_pipelines, register, unregister
+from runs.tasks import run_alert_checks
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from runs.models import Run, RunError, RunStatus, StepStatus
 from runs.pipeline import register, unregister
 from runs.runner import run_pipeline
 from runs.services import approve_removals, can_approve_removals
-from tests.runs.test_actions import CsrfClient, make_user, q_sync, texts  # noqa: F401 - q_sync is a fixture
+from tests.runs.test_action_views import CsrfClient, make_user, q_sync, texts  # noqa: F401 - q_sync is a fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -195,7 +195,7 @@ def test_runsync_only_without_identifiers_is_a_usage_error(value):
     assert not Run.objects.exists()
 
 
-def test_prunruns_removes_old_changes_and_keeps_a_pruned_runs_younger_changes(settings):
+def test_pruning_removes_old_changes_and_keeps_a_pruned_runs_younger_changes(settings):
     now = timezone.now()
     old_run = Run.objects.create(pipeline="history-sample", status="success", started_at=now - timedelta(days=200))
     Run.objects.create(pipeline="history-sample", status="success", started_at=now)  # the latest stays

@@ -117,6 +117,16 @@ def test_child_runs_are_tracked_under_the_parent_which_ends_with_the_worst_statu
     assert (parent.created, parent.updated) == (2, 5)
 
 
+def test_only_a_run_the_runner_started_can_start_child_runs():
+    from runs.pipeline import PipelineRun
+    from runs.tracker import RunTracker
+
+    run = PipelineRun(get_pipeline("family"), RunTracker("family"))  # no run_pipeline handed over
+    with pytest.raises(RuntimeError, match="not started by the runner"):
+        run.run_child("clean")
+    assert not Run.objects.exists()
+
+
 def test_registering_an_invalid_schedule_is_refused():
     with pytest.raises(ValueError, match="invalid cron"):
         register("bad", schedule="every morning")(lambda run: None)

@@ -123,12 +123,12 @@ def test_the_command_prints_what_it_removed():
     make_run("clean", age=timedelta(days=120), errors=1)
     make_run("clean", age=timedelta(days=1))
     out = StringIO()
-    call_command("prunruns", stdout=out)
+    call_command("pruneruns", stdout=out)
     assert out.getvalue().strip() == (
         "Removed 1 run(s) with 1 step(s), 1 error(s), 0 task result(s) and 0 notification(s)."
     )
     with pytest.raises(CommandError):
-        call_command("prunruns", "--keep-days", "0")
+        call_command("pruneruns", "--keep-days", "0")
 
 
 @pytest.mark.parametrize("value", ["99999999999", "0", "-3", "ten"])
@@ -138,8 +138,41 @@ def test_out_of_range_days_are_a_usage_error_not_a_traceback(subprocess_env, val
 
     from tests.conftest import ROOT
 
-    result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "prunruns", "--keep-days", value],
+    result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "pruneruns", "--keep-days", value],
                             env=subprocess_env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "argument --keep-days: must be" in result.stderr and repr(value) in result.stderr
+
+
+# --- prunruns: the old name, kept for installed cron jobs ------------------------------------
+
+
+def test_prunruns_is_a_deprecated_alias_that_says_so_once_and_prunes_the_same():
+    make_run("clean", age=timedelta(days=120), errors=1)
+    make_run("clean", age=timedelta(days=1))
+    out, err = StringIO(), StringIO()
+    call_command("prunruns", "--errors-keep-days", "30", stdout=out, stderr=err)
+    assert out.getvalue().strip() == (
+        "Removed 1 run(s) with 1 step(s), 1 error(s), 0 task result(s) and 0 notification(s)."
+    )
+    assert len(err.getvalue().splitlines()) == 1
+    assert "prunruns is deprecated" in err.getvalue() and "manage.py pruneruns" in err.getvalue()
+    assert Run.objects.count() == 1
+    with pytest.raises(CommandError):  # the same options, checked the same way
+        call_command("prunruns", "--keep-days", "0", stderr=StringIO())
+
+
+def test_a_cron_line_with_prunruns_still_works(subprocess_env):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "prunruns", "--keep-days", "90"],
+                            env=subprocess_env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Removed 0 run(s)")
+    assert result.stderr.splitlines() == [
+        "prunruns is deprecated and will be removed; run `manage.py pruneruns` instead (same options)."
+    ]

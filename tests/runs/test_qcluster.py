@@ -256,7 +256,7 @@ def test_a_killed_worker_frees_its_pipeline_at_once_after_the_reaper(cluster_env
 
     from runs.models import ApiToken
     from runs.runner import reap_stale_runs
-    from tests.runs.test_actions import CsrfClient, make_user, run_now_url, texts
+    from tests.runs.test_action_views import CsrfClient, make_user, run_now_url, texts
 
     env = {**cluster_env, "SLOW_SECONDS": "600", "RUNS_STALE_AFTER": "10"}
     ops = make_user("ops", "trigger_run")

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from runs.models import RecordChange, RecordProblem, Run, RunError, RunStep
 from runs.records import Panel, RecordInfo, _panels, register_record_panel
-from tests.runs.test_api import assert_matches_spec
+from tests.runs.api.helpers import assert_matches_spec
 
 XSS = "<script>alert(1)</script>"
 

@@ -76,3 +76,20 @@ def test_a_traceback_keeps_a_quarter_from_the_start_and_the_rest_from_the_end():
     assert cut == "a" * 100 + marker + "b" * (300 - len(marker))
     assert len(cut) == 400
     assert truncate("abcdef", 6) == "abcdef" and truncate("abcdefg", 6) == "abcde…"
+
+
+def test_the_database_and_redis_passwords_are_masked(settings):
+    """A driver error that echoes a DSN or a password (no keyword near it) keeps neither password."""
+    from runs.redact import clear_secret_cache
+
+    databases = {alias: dict(config) for alias, config in settings.DATABASES.items()}
+    databases["default"]["PASSWORD"] = "pg-Pa55word"
+    settings.DATABASES = databases
+    settings.REDIS_URL = "redis://:r3dis-secret@127.0.0.1:6379/0"
+    clear_secret_cache()
+    try:
+        cleaned = redact("could not connect as syncsite/pg-Pa55word; broker said r3dis-secret was wrong")
+        assert "pg-Pa55word" not in cleaned and "r3dis-secret" not in cleaned
+        assert cleaned.count("***") == 2
+    finally:
+        clear_secret_cache()

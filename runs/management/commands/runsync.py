@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -11,12 +11,12 @@ from runs.models import Run, RunStatus, RunStep, StepStatus
 from runs.pipeline import UnknownPipeline, all_pipelines, get_pipeline
 from runs.runner import run_pipeline
 from runs.selectors import latest_runs
-from runs.services import format_duration
+from runs.templatetags.runs_extras import format_duration
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_SKIPPED = 0, 1, 2, 3, 4
 
 # For several pipelines, the exit code of the worst outcome wins.
-_EXIT_FOR_STATUS = {
+_EXIT_FOR_STATUS: dict[str, int] = {
     RunStatus.SUCCESS: EXIT_SUCCESS,
     RunStatus.PARTIAL: EXIT_PARTIAL,
     RunStatus.SKIPPED: EXIT_SKIPPED,
@@ -63,7 +63,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from rich.console import Console
 
-        out = self.stdout._out
+        out = cast(IO[str], self.stdout._out)  # the wrapped stream: rich writes to it directly
         # Not a terminal (cron, logs, tests): a fixed wide layout, no colours.
         width = None if getattr(out, "isatty", lambda: False)() else 120
         console = Console(file=out, highlight=False, soft_wrap=True, width=width)

@@ -1,0 +1,39 @@
+"""Tracebacks on the run page name files by where they are in the project, not on the machine."""
+
+import json
+import sysconfig
+from pathlib import Path
+
+from django.conf import settings
+
+from runs.tracebacks import display_path, format_exception
+
+
+def _raise_from_json():
+    json.loads("{not json")
+
+
+def test_a_project_file_is_shown_relative_to_the_project():
+    try:
+        _raise_from_json()
+    except ValueError as exc:
+        text = format_exception(exc)
+    assert 'File "tests/runs/test_tracebacks.py", line' in text
+    assert str(settings.BASE_DIR) not in text
+
+
+def test_the_standard_library_and_site_packages_are_shown_by_their_role():
+    stdlib = Path(sysconfig.get_paths()["stdlib"]) / "json" / "decoder.py"
+    assert display_path(str(stdlib)) == "python/json/decoder.py"
+    package = Path(sysconfig.get_paths()["purelib"]) / "django" / "db" / "utils.py"
+    assert display_path(str(package)) == "site-packages/django/db/utils.py"
+
+
+def test_a_path_outside_every_root_is_left_as_it_is():
+    assert display_path("/elsewhere/plugin.py") == "/elsewhere/plugin.py"
+    assert display_path("<string>") == "<string>"
+
+
+def test_a_directory_that_only_starts_like_the_project_is_not_shortened():
+    sibling = str(settings.BASE_DIR) + "-old/pipelines/people.py"
+    assert display_path(sibling) == sibling
