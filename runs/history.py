@@ -5,8 +5,8 @@ Two halves, both generic (the engine knows identifiers, not members):
 * `ChangeLog` collects the RecordChange rows of one batch of registry writes.
   The club app's sync helpers fill it while they write a batch and call
   `write()` inside the same transaction, so a change row exists exactly when
-  its registry row was written: one multi-row INSERT per batch, no query per
-  row, nothing at all for an unchanged run or a dry run.
+  its registry row was written: one `executemany` INSERT per batch (no model
+  instances), nothing at all for an unchanged run or a dry run.
 
       log = ChangeLog(step, record_type="member", identifier_kind="knvb_id")
       log.created("ABC123")
@@ -35,7 +35,7 @@ from django.db.models import Field
 from django.utils import timezone
 
 from runs.models import ChangeAction, RecordChange, RecordProblem
-from runs.redact import redact, truncate
+from runs.redact import truncate
 
 if TYPE_CHECKING:
     from runs.pipeline import Step
@@ -161,45 +161,52 @@ def record_problems(tracker: RunTracker) -> dict[str, int]:
     if tracker.run_id is None or tracker.held_by is not None or tracker.dry_run:
         return counts
     now = timezone.now()
+    # The writer redacted these texts for the run's RunErrors: each is redacted once per run.
+    # (The message is cut like RunError.message, to 2,000 characters.)
+    redactions = tracker.redactions
     errors: dict[str, tuple[str, str, str]] = {}
     for identifier, (kind, message, step_name) in tracker.error_identifiers.items():
         if kind in NOT_A_RECORD:
             continue
-        errors[truncate(redact(identifier), 255)] = (kind, message, step_name)
+        errors[truncate(redactions.identifier(identifier), 255)] = (kind, message, step_name)
     pipeline = tracker.pipeline[:64]
     # Index: recordproblem_open_unique (pipeline, identifier) where open.
-    # Plain tuples, not model instances: a run with 10,000 failing records
-    # reads and rewrites 10,000 problems (bench/tracker.py).
-    open_problems = {identifier: (pk, last_run, failing, kind) for identifier, pk, last_run, failing, kind
-                     in RecordProblem.objects.filter(pipeline=pipeline, resolved_at__isnull=True).order_by()
-                     .values_list("identifier", "pk", "last_run_id", "failing_runs", "identifier_kind")
-                     .iterator(chunk_size=5000)}
+    # Plain rows, not model instances (nor the ORM's per-row values_list
+    # handling): a run with 10,000 failing records reads and rewrites 10,000
+    # problems (bench/tracker.py).
+    query = (RecordProblem.objects.filter(pipeline=pipeline, resolved_at__isnull=True).order_by()
+             .values_list("identifier", "pk", "last_run_id", "failing_runs", "identifier_kind", "message",
+                          "step_name").query)
+    with connection.cursor() as cursor:
+        cursor.execute(*query.sql_with_params())
+        open_problems = {row[0]: row[1:] for row in cursor.fetchall()}
     fixed: list[int] = []
     if open_problems:
         candidates = set(open_problems) - set(errors)
         if candidates:
             processed = _processed_identifiers(tracker, candidates)
             fixed = [open_problems[i][0] for i in candidates & processed]
-    new, changed = [], []
-    max_message = RecordProblem._meta.get_field("message").max_length or 2000
+    new, changed, again = [], [], []
     run_id = tracker.run_id
     for identifier, (kind, message, step_name) in errors.items():
-        text = truncate(redact(message), max_message)
+        text = redactions.message(message)
         problem = open_problems.get(identifier)
         if problem is None:
-            new.append(RecordProblem(pipeline=pipeline, identifier=identifier, identifier_kind=kind[:32],
-                                     step_name=step_name[:100], message=text, first_seen_at=now,
-                                     last_seen_at=now, failing_runs=1, first_run_id=run_id,
-                                     last_run_id=run_id))
+            new.append((identifier, kind[:32], step_name[:100], text))
             continue
-        pk, last_run_id, failing_runs, old_kind = problem
+        pk, last_run_id, failing_runs, old_kind, old_text, old_step = problem
+        step_name, kind = step_name[:100], kind[:32] or old_kind
+        if last_run_id != run_id and (text, step_name, kind) == (old_text, old_step, old_kind):
+            again.append(pk)  # the same failure again: only the run's own fields change
+            continue
         if last_run_id != run_id:
             failing_runs += 1
-        changed.append((failing_runs, text, step_name[:100], now, run_id, kind[:32] or old_kind, pk))
+        changed.append((failing_runs, text, step_name, now, run_id, kind, pk))
     left = sorted(tracker.left_identifiers - set(errors))
     with transaction.atomic():
-        RecordProblem.objects.bulk_create(new, batch_size=500)
+        _open_problems(new, pipeline, now, run_id)
         _update_problems(changed)
+        _failed_again(again, now, run_id)
         for start in range(0, len(fixed), 500):
             counts["resolved"] += RecordProblem.objects.filter(pk__in=fixed[start:start + 500]).update(
                 resolved_at=now, resolved_run_id=tracker.run_id, resolution=RecordProblem.Resolution.FIXED)
@@ -208,15 +215,64 @@ def record_problems(tracker: RunTracker) -> dict[str, int]:
             counts["left"] += RecordProblem.objects.filter(
                 identifier__in=left[start:start + 500], resolved_at__isnull=True).update(
                 resolved_at=now, resolved_run_id=tracker.run_id, resolution=RecordProblem.Resolution.LEFT)
-    counts["opened"], counts["updated"] = len(new), len(changed)
+    counts["opened"], counts["updated"] = len(new), len(changed) + len(again)
     return counts
+
+
+_OPENED = ("identifier", "identifier_kind", "step_name", "message", "pipeline", "first_seen_at", "last_seen_at",
+           "failing_runs", "first_run", "last_run", "resolved_at", "resolved_run", "resolution")
+
+
+def _column(name: str) -> str:
+    """RecordProblem's database column for a concrete field."""
+    return cast(Field, RecordProblem._meta.get_field(name)).column
+
+
+def _open_problems(rows: list[tuple[str, str, str, str]], pipeline: str, now: datetime, run_id: int) -> None:
+    """INSERT new problems: rows of (identifier, kind, step, message), one executemany
+    (bulk_create builds a model instance per row: seconds for 10,000 new problems)."""
+    if not rows:
+        return
+    qn = connection.ops.quote_name
+    meta = RecordProblem._meta
+    columns = ", ".join(qn(_column(name)) for name in _OPENED)
+    at = connection.ops.adapt_datetimefield_value(now)
+    sql = (f"INSERT INTO {qn(meta.db_table)} ({columns}) "  # noqa: S608 - quoted names, bound values
+           f"VALUES ({', '.join(['%s'] * len(_OPENED))})")
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(*row, pipeline, at, at, 1, run_id, run_id, None, None, "") for row in rows])
+
+
+# Ids per UPDATE of the problems that failed the same way again (within SQLite's 999 parameters).
+_IDS_PER_UPDATE = 900
+
+
+def _failed_again(pks: list[int], now: datetime, run_id: int) -> None:
+    """One more failing run for problems whose message, step and kind did not change: one
+    UPDATE per _IDS_PER_UPDATE ids (an UPDATE per row, or the ORM's per-value `pk__in`
+    handling, cost 10,000 failing records a third of a second)."""
+    if not pks:
+        return
+    qn = connection.ops.quote_name
+    meta = RecordProblem._meta
+    failing, seen, last_run = (qn(_column(name)) for name in ("failing_runs", "last_seen_at",
+                                                                             "last_run"))
+    at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        for start in range(0, len(pks), _IDS_PER_UPDATE):
+            chunk = pks[start:start + _IDS_PER_UPDATE]
+            # Identifiers come from the model's _meta (quoted); values are parameters.
+            cursor.execute(f"UPDATE {qn(meta.db_table)} SET {failing} = {failing} + 1, {seen} = %s, "  # noqa: S608
+                           f"{last_run} = %s WHERE {qn(meta.pk.column)} IN ({', '.join(['%s'] * len(chunk))})",
+                           [at, run_id, *chunk])
 
 
 _UPDATED = ("failing_runs", "message", "step_name", "last_seen_at", "last_run", "identifier_kind")
 
 
 def _update_problems(rows: list[tuple]) -> None:
-    """UPDATE the still-failing problems: rows of (*_UPDATED values, pk), one executemany.
+    """UPDATE the still-failing problems whose message, step or kind changed: rows of
+    (*_UPDATED values, pk), one executemany.
 
     bulk_update writes a CASE per column per batch, which on 10,000 failing
     records cost seconds (bench/tracker.py); this is one plain UPDATE per row.

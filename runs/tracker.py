@@ -13,19 +13,12 @@ Contract (kept from the tool this replaces)::
 Every public method is safety-wrapped: a tracking failure is logged and
 swallowed, never raised into the pipeline.
 
-Design: all database writes happen on a writer thread with its own database
-connection, fed by a queue.
-
-* Rows survive the pipeline's own transactions: a rolled-back `atomic()` in
-  the pipeline's thread cannot take tracking rows with it.
-* With SQLite's `transaction_mode="IMMEDIATE"`, a write on a second connection
-  from the pipeline's own thread would wait on that thread's own write lock.
-  A separate thread simply waits its turn (and retries "database is locked"
-  until the run ends) while the pipeline goes on.
-* The pipeline never waits on tracking I/O in its item loop: errors are
-  queued and written in batches with `executemany`; counters live in memory
-  and the writer flushes them, with the heartbeat, about once a second.
-  `end_run` drains the queue and waits until everything is committed.
+All database writes happen on a writer thread (runs.writer.Writer) with its
+own connection, fed by a queue: the pipeline never waits on tracking I/O in
+its item loop. Errors are queued as plain tuples (redacted and trimmed on the
+writer thread); step counters live in memory (`StepState`), and the writer
+flushes them with the heartbeat about once a second. `end_run` queues the
+final run row and waits until everything is committed.
 
 Only `start_run` waits for the writer (it must know whether it holds the
 pipeline lock). Step ids handed out by `start_step` are local handles that
@@ -42,26 +35,30 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import (
-    DatabaseError,
-    IntegrityError,
-    InternalError,
-    OperationalError,
-    ProgrammingError,
-    connection,
-    transaction,
-)
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from runs import shutdown
-from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
-from runs.redact import redact, truncate, truncate_traceback
+from runs.models import Run, RunError, RunStatus, StepStatus
+from runs.redact import redact, truncate
 from runs.tracebacks import RedactedText, exception_message, format_exception
+from runs.writer import (
+    DRAIN_TIMEOUT_S,
+    ERROR_BATCH,
+    Call,
+    StepState,
+    Stop,
+    Writer,
+    WriterReport,
+    describe_db_problem,
+    step_totals,
+)
+
+__all__ = ["DEFAULT_IDENTIFIER_KEYS", "IDENTIFIER_KINDS", "RunTracker", "StepState", "compute_run_status",
+           "describe_db_problem"]
 
 logger = logging.getLogger("runs.tracker")
 
@@ -72,8 +69,6 @@ IDENTIFIER_KINDS = {"team_name": "team", "commissie_name": "commissie"}
 
 _STEP_STATUSES = set(StepStatus.values)
 _RUN_STATUSES = set(RunStatus.values)
-_ERROR_BATCH = 500
-_DRAIN_TIMEOUT_S = 120.0
 
 
 def _safe(default: Any = None) -> Callable:
@@ -127,84 +122,6 @@ def compute_run_status(
     return str(status)
 
 
-def describe_db_problem(exc: BaseException) -> str:
-    """A volunteer-readable cause for a database error (never the raw text: it
-    can carry host names or SQL)."""
-    text = str(exc).lower()
-    if "readonly" in text or "read-only" in text or "read only" in text:
-        return "the database is read-only"
-    if "disk" in text and "full" in text or "no space left" in text or "diskfull" in text:
-        return "the disk is full"
-    if _is_locked(exc):
-        return "the database stayed locked by another writer"
-    if "no such table" in text or "does not exist" in text:
-        return "the run tables are missing (run `manage.py migrate`)"
-    return f"the database did not accept a write ({type(exc).__name__})"
-
-
-@dataclass
-class StepState:
-    """In-memory state of one step; the pipeline thread writes the counters,
-    the writer thread reads them when it flushes."""
-
-    local_id: int
-    name: str
-    position: int
-    critical: bool = True
-    started_at: datetime = field(default_factory=timezone.now)
-    started_mono: float = field(default_factory=time.monotonic)
-    status: str = StepStatus.RUNNING
-    read: int = 0
-    created: int = 0
-    updated: int = 0
-    skipped: int = 0
-    failed: int = 0
-    total: int | None = None
-    reason: str = ""
-    detail: dict = field(default_factory=dict)
-    finished_at: datetime | None = None
-    duration_ms: int | None = None
-
-    def counts(self) -> tuple:
-        return (self.read, self.created, self.updated, self.skipped, self.failed, self.total, self.status)
-
-    @property
-    def held_removals(self) -> dict:
-        """Like RunStep.held_removals: kind -> count of the removals this step held back."""
-        return self.detail.get("held_removals") or {}
-
-
-class _Stop:
-    """Queue sentinel: write the final run row, then stop."""
-
-    def __init__(self, fields: dict) -> None:
-        self.fields = fields
-
-
-class _Call:
-    """Queue item: run a function on the writer's connection and hand back its result."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.fn = fn
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-class _PermanentError(Exception):
-    pass
-
-
-def _is_locked(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-def _is_permanent(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(s in text for s in ("no such table", "no such column", "does not exist", "readonly", "read-only"))
-
-
 class RunTracker:
     """Records one run. See the module docstring for the contract."""
 
@@ -237,8 +154,6 @@ class RunTracker:
         self.held_by: int | None = None
         #: Set by the writer when someone asked this run to stop.
         self.cancel_event = threading.Event()
-        #: Why, when it was not a person's cancel request (the scheduler is stopping).
-        self.cancel_reason = ""
         self.steps: dict[int, StepState] = {}
         self.error_count = 0
         self.started_at: datetime | None = None
@@ -247,7 +162,11 @@ class RunTracker:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
         self._unflushed_errors = 0
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
+        # The writer reports back here: problem, errors_lost, final_written, cancel_reason.
+        self._report = WriterReport()
+        #: The error texts the writer redacted, each once (runs.history.record_problems reuses them).
+        self.redactions = self._report.redactions
         self._ended = False
         #: The run's scope (runsync --only): identifiers, or None for every record.
         self.only = list(only) if only else None
@@ -258,12 +177,34 @@ class RunTracker:
         self.error_identifiers: dict[str, tuple[str, str, str]] = {}
         self.processed_items: list[Any] = []
         self.left_identifiers: set[str] = set()
-        #: Why tracking failed (a volunteer-readable cause), or None while it works.
-        self.problem: str | None = None
-        #: Set once the final run row is committed by end_run.
-        self.final_written = False
-        #: Errors counted in error_count that the writer could not store.
-        self.errors_lost = 0
+
+    @property
+    def problem(self) -> str | None:
+        """Why tracking failed (a volunteer-readable cause), or None while it works."""
+        return self._report.problem
+
+    @problem.setter
+    def problem(self, value: str | None) -> None:
+        self._report.problem = value
+
+    @property
+    def cancel_reason(self) -> str:
+        """Why the run was cancelled when it was not a person's request (the scheduler is stopping)."""
+        return self._report.cancel_reason
+
+    @cancel_reason.setter
+    def cancel_reason(self, value: str) -> None:
+        self._report.cancel_reason = value
+
+    @property
+    def final_written(self) -> bool:
+        """Whether end_run's final run row is committed."""
+        return self._report.final_written
+
+    @property
+    def errors_lost(self) -> int:
+        """Errors counted in error_count that the writer could not store."""
+        return self._report.errors_lost
 
     # -- run -----------------------------------------------------------------
 
@@ -279,9 +220,11 @@ class RunTracker:
             return self.run_id
         self.started_at = timezone.now()
         self._started_mono = time.monotonic()
-        self._writer = _Writer(self)
+        self._writer = Writer(pipeline=self.pipeline, rows=self._queue, wake=self._wake, steps=self.steps,
+                              cancel_event=self.cancel_event, report=self._report,
+                              flush_interval=self.flush_interval)
         self._writer.start()
-        call = _Call(self._insert_run)
+        call = Call(self._insert_run, sets_run_id=True)
         self._put(call, wake=True)
         # Generous: on a busy SQLite the writer waits its turn for the lock.
         if not call.done.wait(timeout=settings.SQLITE_BUSY_TIMEOUT_S * 3 + 5):
@@ -293,46 +236,33 @@ class RunTracker:
             self.problem = describe_db_problem(call.error)
             self._shutdown_writer()
             raise call.error
+        self.run_id, self.held_by = call.result
         if self.held_by is not None:
+            self.status = RunStatus.SKIPPED
             self._shutdown_writer()
             return None
         self.status = RunStatus.RUNNING
         return self.run_id
 
-    def _insert_run(self) -> None:
-        # Runs on the writer thread.
-        common = dict(
-            pipeline=self.pipeline,
-            mode=self.mode,
-            parent_id=self.parent_id,
-            triggered_by_id=self.triggered_by_id,
-            dry_run=self.dry_run,
-            allow_removals=self.allow_removals,
-            task_id=self.task_id,
-            only=self.only or [],
-            host=socket.gethostname()[:255],
-            pid=os.getpid(),
-            started_at=self.started_at,
-        )
+    def _insert_run(self) -> tuple[int, int | None]:
+        """INSERT the run row (on the writer thread); returns its id and, when the
+        pipeline lock was taken, the id of the run holding it (the row is `skipped`)."""
+        common = dict(pipeline=self.pipeline, mode=self.mode, parent_id=self.parent_id,
+                      triggered_by_id=self.triggered_by_id, dry_run=self.dry_run, allow_removals=self.allow_removals,
+                      task_id=self.task_id, only=self.only or [], host=socket.gethostname()[:255], pid=os.getpid(),
+                      started_at=self.started_at)
         try:
             with transaction.atomic():
                 run = Run.objects.create(status=RunStatus.RUNNING, heartbeat_at=self.started_at, **common)
+            return run.pk, None
         except IntegrityError:
             holder = Run.objects.running().filter(pipeline=self.pipeline).values_list("pk", flat=True).first()
             if holder is None:
                 raise  # not the lock: a real integrity problem
             message = f"Skipped: {self.pipeline} is already running (run #{holder})."
-            run = Run.objects.create(
-                status=RunStatus.SKIPPED,
-                finished_at=self.started_at,
-                duration_ms=0,
-                message=message,
-                summary={"held_by": holder},
-                **common,
-            )
-            self.held_by = holder
-            self.status = RunStatus.SKIPPED
-        self.run_id = run.pk
+            run = Run.objects.create(status=RunStatus.SKIPPED, finished_at=self.started_at, duration_ms=0,
+                                     message=message, summary={"held_by": holder}, **common)
+            return run.pk, holder
 
     @_safe(default=None)
     def end_run(
@@ -344,21 +274,21 @@ class RunTracker:
         pipeline succeeded" (computed: success or partial); False is `failed`.
         Returns the final status.
         """
-        if self._ended or self.run_id is None or self._writer is None:
-            return self.status
+        if self._ended or self.run_id is None or self._writer is None or self.held_by is not None:
+            return self.status  # a refused start already wrote its `skipped` run
         self._ended = True
+        final: str
         for state in self.steps.values():
             if state.status == StepStatus.RUNNING:
                 self._finish_state(state, StepStatus.FAILED if status is False else StepStatus.CANCELLED,
                                    reason="The run ended before this step finished.")
-        if status is None or status is True:
-            final = compute_run_status([s.status for s in self.steps.values()], self.error_count)
-        elif status is False:
+        if status is False:
             final = RunStatus.FAILED
         elif status in _RUN_STATUSES and status != RunStatus.RUNNING:
-            final = status
+            final = str(status)
         else:
-            logger.error("run tracking: unknown run status %r, computing it instead", status)
+            if status is not None and status is not True:
+                logger.error("run tracking: unknown run status %r, computing it instead", status)
             final = compute_run_status([s.status for s in self.steps.values()], self.error_count)
         self.status = str(final)
         finished = timezone.now()
@@ -369,10 +299,10 @@ class RunTracker:
             "summary": summary or {},
             "message": truncate(redact(message or ""), RunError.MESSAGE_MAX),
         }
-        self._put(_Stop(fields), wake=True)
-        self._writer.join(timeout=_DRAIN_TIMEOUT_S)
+        self._put(Stop(fields, error_count=self.error_count), wake=True)
+        self._writer.join(timeout=DRAIN_TIMEOUT_S)
         if self._writer.is_alive():
-            logger.error("run tracking: run #%s was not fully written within %ss", self.run_id, _DRAIN_TIMEOUT_S)
+            logger.error("run tracking: run #%s was not fully written within %ss", self.run_id, DRAIN_TIMEOUT_S)
         return self.status
 
     def _put(self, item: Any, *, wake: bool = False, errors: int = 0) -> None:
@@ -383,7 +313,7 @@ class RunTracker:
         self._queue.put(item)
         if errors:
             self._unflushed_errors += errors
-            if self._unflushed_errors >= _ERROR_BATCH * 4:
+            if self._unflushed_errors >= ERROR_BATCH:
                 self._unflushed_errors = 0
                 wake = True
         if wake:
@@ -391,14 +321,17 @@ class RunTracker:
 
     def _shutdown_writer(self) -> None:
         if self._writer is not None:
-            self._put(_Stop({}), wake=True)
+            self._put(Stop({}), wake=True)
             self._writer.join(timeout=10)
 
     # -- steps ---------------------------------------------------------------
 
     def add_child_errors(self, count: int) -> None:
         """A child run's errors count for its parent too (`all` adds up)."""
-        self.error_count += max(0, int(count or 0))
+        count = max(0, int(count or 0))
+        self.error_count += count
+        if count and self.run_id is not None and not self._ended:
+            self._put(("child_errors", count))
 
     @_safe(default=None)
     def start_step(self, name: str, *, critical: bool = True, total: int | None = None) -> int | None:
@@ -491,23 +424,14 @@ class RunTracker:
             self.error_identifiers[str(identifier)[:255]] = (str(identifier_kind)[:32], str(message or ""),
                                                              str(step_name)[:100])
         # A float timestamp: the writer turns it into created_at (cheaper than timezone.now() here).
+        # Plain values only (the traceback as a str, with a flag for "already redacted"): the
+        # garbage collector stops tracking such a tuple at its first pass, so queued rows are
+        # never promoted to the old generation (a RedactedText in them was, and triggered
+        # full collections of the whole process).
+        redacted = type(traceback) is RedactedText
         return ("error", step_id, str(step_name)[:100], "" if identifier is None else str(identifier)[:255],
-                str(identifier_kind)[:32], str(message) if message else "Unknown error", traceback or "", time.time())
-
-    def record_exception(
-        self, exc: BaseException, *, step_id: int | None = None, identifier: Any = "", identifier_kind: str = ""
-    ) -> None:
-        """Record an exception raised while handling one item (used by runs.pipeline)."""
-        try:
-            self.record_error(
-                step_id=step_id,
-                identifier=identifier,
-                identifier_kind=identifier_kind,
-                message=exception_message(exc),
-                traceback=format_exception(exc),
-            )
-        except Exception:
-            logger.exception("run tracking failed in record_exception (the pipeline goes on)")
+                str(identifier_kind)[:32], str(message) if message else "Unknown error",
+                str(traceback) if redacted else (traceback or ""), redacted, time.time())
 
     @_safe(default=None)
     def record_errors(self, step_name: str, step_id: int | None, errors: Any) -> None:
@@ -573,306 +497,4 @@ class RunTracker:
     # -- live state ------------------------------------------------------------
 
     def totals(self) -> dict[str, int]:
-        totals = {"created": 0, "updated": 0, "skipped": 0, "failed": 0}
-        for state in list(self.steps.values()):
-            totals["created"] += state.created
-            totals["updated"] += state.updated
-            totals["skipped"] += state.skipped
-            totals["failed"] += state.failed
-        return totals
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self.cancel_event.is_set()
-
-
-class _Writer(threading.Thread):
-    """Writes a tracker's rows on its own connection. See the module docstring."""
-
-    def __init__(self, tracker: RunTracker) -> None:
-        super().__init__(name=f"run-writer-{tracker.pipeline}", daemon=True)
-        self.tracker = tracker
-        self.step_pks: dict[int, int] = {}
-        self.written: dict[int, tuple] = {}  # local step id -> counts last written
-        self.pending_steps: list[StepState] = []
-        self.pending_errors: list[tuple] = []
-        self.prepared_errors: list[list] = []
-        self.disabled = False
-        self.errors_disabled = False
-        self.last_totals: tuple | None = None
-
-    def run(self) -> None:
-        try:
-            self._loop()
-        except Exception as exc:
-            logger.exception("run tracking: the writer thread stopped")
-            self.tracker.problem = describe_db_problem(exc)
-        finally:
-            connection.close()
-
-    def _loop(self) -> None:
-        q = self.tracker._queue
-        interval = max(0.01, float(self.tracker.flush_interval))
-        next_flush = time.monotonic() + interval
-        stop: _Stop | None = None
-        wake = self.tracker._wake
-        while True:
-            wake.wait(timeout=max(0.0, next_flush - time.monotonic()))
-            wake.clear()
-            while stop is None:
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(item, _Stop):
-                    stop = item
-                elif isinstance(item, _Call):
-                    self._call(item)
-                else:
-                    self._take(item)
-                if len(self.pending_errors) >= _ERROR_BATCH * 4 and self.tracker.run_id is not None:
-                    wake.set()  # write this batch now, then come straight back for more
-                    break
-            now = time.monotonic()
-            if stop is not None or now >= next_flush or len(self.pending_errors) >= _ERROR_BATCH * 4:
-                if self.tracker.run_id is not None and not self.disabled:
-                    self._flush_with_retry(final=stop)
-                next_flush = time.monotonic() + interval
-            if stop is not None:
-                # Anything queued after the stop sentinel is written too.
-                leftovers = False
-                while True:
-                    try:
-                        extra = q.get_nowait()
-                    except queue.Empty:
-                        break
-                    if not isinstance(extra, (_Stop, _Call)):
-                        self._take(extra)
-                        leftovers = True
-                if leftovers and self.tracker.run_id is not None and not self.disabled:
-                    self._flush_with_retry(final=stop)
-                return
-
-    def _call(self, call: _Call) -> None:
-        delay = 0.05
-        while True:
-            try:
-                call.result = call.fn()
-                break
-            except OperationalError as exc:
-                if _is_locked(exc):
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-                    continue
-                call.error = exc
-                break
-            except BaseException as exc:  # handed back to the caller's thread
-                call.error = exc
-                break
-        call.done.set()
-
-    def _take(self, item: tuple) -> None:
-        kind = item[0]
-        if kind == "step":
-            self.pending_steps.append(item[1])
-        elif kind == "error":
-            if self.errors_disabled:
-                self.tracker.errors_lost += 1
-            else:
-                self.pending_errors.append(item)
-        elif kind == "errors":
-            if self.errors_disabled:
-                self.tracker.errors_lost += len(item[1])
-            else:
-                self.pending_errors.extend(item[1])
-
-    def _flush_with_retry(self, final: _Stop | None) -> None:
-        delay = 0.05
-        other_failures = 0
-        deadline = time.monotonic() + _DRAIN_TIMEOUT_S if final is not None else None
-        last_problem = ""
-        while True:
-            try:
-                self._flush(final)
-                return
-            except _PermanentError:
-                return
-            # PostgreSQL reports a missing table as ProgrammingError and a read-only
-            # transaction as InternalError (SQLite: OperationalError for both).
-            except (OperationalError, ProgrammingError, InternalError) as exc:
-                last_problem = describe_db_problem(exc)
-                if _is_permanent(exc):
-                    if (self.prepared_errors or self.pending_errors) and not self.errors_disabled \
-                            and "runerror" in str(exc).lower():
-                        # Keep what can be kept: the run and its steps without the errors.
-                        logger.error("run tracking: cannot store errors for run #%s: %s", self.tracker.run_id, exc)
-                        self.errors_disabled = True
-                        self._lose_errors()
-                        continue
-                    logger.error("run tracking disabled for run #%s: %s", self.tracker.run_id, exc)
-                    self.tracker.problem = describe_db_problem(exc)
-                    self.disabled = True
-                    return
-                if not _is_locked(exc):
-                    other_failures += 1
-                    connection.close()  # a lost connection is reopened on the next try
-                    if other_failures > 5:
-                        logger.error("run tracking: dropping a batch for run #%s: %s", self.tracker.run_id, exc)
-                        self.tracker.problem = describe_db_problem(exc)
-                        self._lose_errors()
-                        self._drop_pending()
-                        return
-            except Exception as exc:
-                # A row that cannot be written (bad value, e.g. a NUL byte on
-                # PostgreSQL) must not block the rest forever. The suspects are
-                # the error rows: drop them (counted as lost) and write the
-                # counts and the final run row without them; only if that
-                # fails too is the whole batch dropped.
-                if self.prepared_errors or self.pending_errors:
-                    logger.exception("run tracking: dropping %d error row(s) of run #%s that cannot be written",
-                                     len(self.prepared_errors) + len(self.pending_errors), self.tracker.run_id)
-                    self._lose_errors()
-                    continue
-                logger.exception("run tracking: dropping a batch for run #%s: %s", self.tracker.run_id, exc)
-                self.tracker.problem = (describe_db_problem(exc) if isinstance(exc, DatabaseError)
-                                        else f"a row could not be written ({type(exc).__name__})")
-                self._lose_errors()
-                self._drop_pending()
-                return
-            if final is None and not self.tracker._queue.empty():
-                return  # keep queueing; the next flush retries with more rows
-            if deadline is not None and time.monotonic() > deadline:
-                logger.error("run tracking: gave up writing run #%s after %ss", self.tracker.run_id, _DRAIN_TIMEOUT_S)
-                self.tracker.problem = last_problem or "the database did not accept the final write in time"
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-    def _lose_errors(self) -> None:
-        """Errors that will never be stored no longer count in the run's error_count
-        (it must agree with its RunError rows); the status still knows there were errors."""
-        lost = len(self.pending_errors) + len(self.prepared_errors)
-        self.tracker.errors_lost += lost
-        self.pending_errors.clear()
-        self.prepared_errors.clear()
-
-    def _drop_pending(self) -> None:
-        self.pending_steps.clear()
-        self.pending_errors.clear()
-        self.prepared_errors.clear()
-
-    def _flush(self, final: _Stop | None) -> None:
-        tracker = self.tracker
-        run_id = tracker.run_id
-        assert run_id is not None, "the writer only starts once the run's row exists"
-        now = timezone.now()
-        new_step_pks: dict[int, int] = {}
-        # Redact and trim before taking the write lock: it is CPU work.
-        self._prepare_errors()
-        with transaction.atomic():
-            for state in self.pending_steps:
-                step = RunStep.objects.create(
-                    run_id=run_id, position=state.position, name=state.name, critical=state.critical,
-                    started_at=state.started_at, total=state.total, status=StepStatus.RUNNING,
-                )
-                new_step_pks[state.local_id] = step.pk
-            pks = {**self.step_pks, **new_step_pks}
-            # Live counters of running steps, and the final row of finished ones.
-            changed: dict[int, tuple] = {}
-            for state in list(tracker.steps.values()):
-                pk = pks.get(state.local_id)
-                if pk is None:
-                    continue
-                snapshot = state.counts()
-                if self.written.get(state.local_id) == snapshot:
-                    continue
-                fields: dict[str, Any] = dict(read=state.read, created=state.created, updated=state.updated,
-                              skipped=state.skipped, failed=state.failed, total=state.total)
-                if state.status != StepStatus.RUNNING:
-                    fields.update(status=state.status, finished_at=state.finished_at,
-                                  duration_ms=state.duration_ms, reason=state.reason, detail=state.detail)
-                RunStep.objects.filter(pk=pk).update(**fields)
-                changed[state.local_id] = snapshot
-            if self.prepared_errors:
-                self._insert_errors(pks)
-            totals = tracker.totals()
-            run_fields: dict[str, Any] = {"heartbeat_at": now, **totals,
-                                          "error_count": max(0, tracker.error_count - tracker.errors_lost)}
-            if final is not None and final.fields:
-                run_fields.update(final.fields)
-            Run.objects.filter(pk=run_id).update(**run_fields)
-        # Committed: only now does the in-memory bookkeeping move on.
-        if final is not None and final.fields:
-            tracker.final_written = True
-        self.step_pks.update(new_step_pks)
-        self.written.update(changed)
-        self._drop_pending()
-        if final is None and not tracker.cancel_event.is_set():
-            requested = Run.objects.filter(pk=run_id).values_list("cancel_requested_at", flat=True).first()
-            if requested is not None:
-                tracker.cancel_event.set()
-        if final is None and not tracker.cancel_event.is_set() and shutdown.stop_requested():
-            tracker.cancel_reason = shutdown.SHUTDOWN_REASON
-            tracker.cancel_event.set()
-
-    def _prepare_errors(self) -> None:
-        adapt = connection.ops.adapt_datetimefield_value
-        run_id, pipeline = self.tracker.run_id, self.tracker.pipeline[:64]
-        last_ms, last_value = None, None
-        for _, step_id, step_name, identifier, kind, message, tb, created in self.pending_errors:
-            # Millisecond precision is plenty; errors of one burst share the adapted value.
-            ms = int(created * 1000)
-            if ms != last_ms:
-                last_ms, last_value = ms, adapt(datetime.fromtimestamp(ms / 1000, tz=UTC))
-            self.prepared_errors.append([
-                run_id,
-                step_id,  # a local step id until _insert_errors maps it
-                pipeline,
-                step_name,
-                redact(identifier),
-                kind,
-                truncate(redact(message), RunError.MESSAGE_MAX),
-                truncate_traceback(tb if type(tb) is RedactedText else redact(tb), RunError.TRACEBACK_MAX),
-                last_value,
-            ])
-        self.pending_errors.clear()
-
-    def _insert_errors(self, pks: dict[int, int]) -> None:
-        # Multi-row INSERTs of _ROWS_PER_INSERT rows, no model instances (3-4x
-        # cheaper than bulk_create, measured by bench/tracker.py). Not
-        # executemany: that releases and retakes the GIL once per row, and
-        # against a CPU-bound pipeline thread each retake waits out the
-        # interpreter's switch interval (a convoy: a 2,000-row batch took over
-        # a second during the benchmark loop). One statement per 100 rows
-        # gives the GIL back 100x less often and is faster on its own too.
-        # On SQLite the raw connection is used with "?" placeholders: Django's
-        # cursor wrapper rewrites "%s" with a regex on every execute.
-        width = len(_ERROR_COLUMNS)
-        rows = [(r[0], pks.get(r[1]) if r[1] is not None else None, *r[2:]) for r in self.prepared_errors]
-        per_statement = max(1, min(_ROWS_PER_INSERT, (connection.features.max_query_params or 999) // width))
-        sqlite = connection.vendor == "sqlite"
-        # wrap_database_errors: the raw connection raises sqlite3's own
-        # exceptions; the retry logic expects Django's (locked vs missing table).
-        with connection.cursor() as cursor, connection.wrap_database_errors:
-            execute = connection.connection.execute if sqlite else cursor.execute
-            for start in range(0, len(rows), per_statement):
-                chunk = rows[start : start + per_statement]
-                execute(_insert_sql(len(chunk), width, "?" if sqlite else "%s"),
-                        [value for row in chunk for value in row])
-
-
-_ERROR_COLUMNS = ("run_id", "step_id", "pipeline", "step_name", "identifier", "identifier_kind", "message",
-                  "traceback", "created_at")
-
-
-# 100 rows x 9 columns = 900 parameters: within SQLite's historical limit of 999.
-_ROWS_PER_INSERT = 100
-
-
-@functools.lru_cache(maxsize=16)
-def _insert_sql(rows: int, width: int, placeholder: str) -> str:
-    quote = connection.ops.quote_name
-    one = "(" + ", ".join([placeholder] * width) + ")"
-    return "INSERT INTO {} ({}) VALUES {}".format(  # noqa: S608 - quoted identifiers, bound params
-        quote(RunError._meta.db_table), ", ".join(quote(c) for c in _ERROR_COLUMNS), ", ".join([one] * rows)
-    )
+        return step_totals(self.steps)

@@ -1,4 +1,5 @@
-"""A local stand-in for Sportlink Club and Nikki, written from the documented facts (docs/development.md, "The web source").
+"""A local stand-in for Sportlink Club and Nikki, written from the documented facts
+(docs/development.md, "The web source").
 
 Two small HTTP servers on 127.0.0.1 that behave like the real sites towards a
 browser: a Keycloak-style login with `#username`, `#password`, `#kc-login`

@@ -70,6 +70,22 @@ def test_an_error_opens_a_problem_and_later_failing_runs_update_it():
     assert RecordProblem.objects.count() == 1  # updated, not a second one
 
 
+def test_the_same_failure_again_and_a_changed_one_update_their_problems_alike():
+    ROWS[:] = [("AAA1111", "no such team: JO11-1"), ("BBB2222", "no such team: JO11-1")]
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        first = run_pipeline("history-sample")
+    ROWS[:] = [("AAA1111", "no such team: JO11-1"), ("BBB2222", "no such team: JO12-9")]
+    with time_machine.travel(start + timedelta(days=1), tick=False):
+        second = run_pipeline("history-sample")
+    same, changed = RecordProblem.objects.order_by("identifier")
+    for problem in (same, changed):
+        assert (problem.failing_runs, problem.first_run, problem.last_run) == (2, first, second)
+        assert (problem.first_seen_at, problem.last_seen_at) == (start, start + timedelta(days=1))
+        assert (problem.step_name, problem.identifier_kind, problem.is_open) == ("history-sync", "knvb_id", True)
+    assert same.message.endswith("no such team: JO11-1") and changed.message.endswith("no such team: JO12-9")
+
+
 def test_a_later_run_without_the_error_resolves_it_and_a_new_error_opens_a_new_one():
     ROWS[:] = [("BBB2222", "boom")]
     run_pipeline("history-sample")

@@ -314,8 +314,6 @@ def test_a_second_start_while_running_records_a_skipped_run_naming_the_holder():
     assert errors_of(t.run_id) == []
 
 
-@pytest.mark.xfail(strict=True, reason="bug: end_run() on a tracker whose start_run() was refused (skipped) "
-                                       "computes and returns 'success' instead of leaving the run 'skipped'")
 def test_end_run_after_a_refused_start_keeps_the_run_skipped():
     holder = Run.objects.create(pipeline="people", status="running")
     t = RunTracker("people")
