@@ -18,6 +18,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from runs.history import identifiers_in
 from runs.models import Mode, Run
 from runs.pipeline import UnknownPipeline
 from runs.services import approve_removals as approve_held_removals
@@ -62,7 +63,6 @@ def run_now(request: HttpRequest, name: str) -> HttpResponse:
 def sync_records(request: HttpRequest, name: str) -> HttpResponse:
     """"Sync again" on the record page: queue pipeline `name` for the posted
     identifiers only (`only`, one or more fields)."""
-    from runs.history import identifiers_in
 
     only = identifiers_in(request.POST.getlist("only"))
     if not only:

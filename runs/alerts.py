@@ -44,7 +44,6 @@ from django.utils import timezone
 from runs.isotime import iso
 from runs.models import AlertEvent, AlertState, Notification, PipelineSettings, Run, RunError, RunStatus
 from runs.pipeline import Pipeline, all_pipelines
-from runs.runner import running_duration_ms
 from runs.states import pipeline_states
 from runs.templatetags.runs_extras import format_duration
 
@@ -316,7 +315,7 @@ def check_long_running(*, now: datetime) -> list[Notification]:
         median = median_duration_ms(run.pipeline)
         if median is None:
             continue  # no history to compare with
-        elapsed = running_duration_ms(run, now)
+        elapsed = run.elapsed_ms(now)
         if elapsed < max(factor * median, minimum_ms):
             continue
         with transaction.atomic():
@@ -361,7 +360,7 @@ def run_payload(event: str, run: Run, *, now: datetime) -> dict:
         "mode": run.mode,
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
-        "duration_ms": running_duration_ms(run, now),
+        "duration_ms": run.elapsed_ms(now),
         "counts": {
             "created": run.created,
             "updated": run.updated,

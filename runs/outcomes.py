@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from runs.alerts import queue_tracking_notification
 from runs.models import Run, RunError, RunStatus, RunStep
 from runs.redact import redact, truncate
 
@@ -109,7 +110,6 @@ def apply_spooled_outcomes() -> list[Run]:
             continue
         with transaction.atomic():
             run = _record(entry)
-            from runs.alerts import queue_tracking_notification
 
             queue_tracking_notification(run, entry["cause"])
         path.unlink(missing_ok=True)

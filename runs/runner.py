@@ -11,7 +11,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from runs.history import record_problems
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
+from runs.outcomes import apply_spooled_outcomes, spool_outcome
 from runs.pipeline import Cancelled, PipelineRun, get_pipeline
 from runs.redact import redact, truncate
 from runs.services import release_tasks
@@ -129,7 +131,6 @@ def _untracked_outcome(tracker: RunTracker, run: PipelineRun, status: str, messa
     The outcome is spooled and written to the history as soon as the database
     accepts writes again (runs.outcomes).
     """
-    from runs.outcomes import spool_outcome
 
     states = run.step_states()
     problem = tracker.problem or "the run could not be recorded"
@@ -159,7 +160,6 @@ def _untracked_outcome(tracker: RunTracker, run: PipelineRun, status: str, messa
 def _record_problems(tracker: RunTracker) -> None:
     # Like tracking itself: a failure here is logged, never raised into the run.
     try:
-        from runs.history import record_problems
 
         record_problems(tracker)
     except Exception:
@@ -188,7 +188,6 @@ def reap_stale_runs(*, now: datetime | None = None, stale_after: timedelta | Non
     now = now or timezone.now()
     # Outcomes that could not be written when they happened go first: a run
     # they finish must get its real reason, not "abandoned".
-    from runs.outcomes import apply_spooled_outcomes
 
     try:
         apply_spooled_outcomes()
@@ -236,11 +235,3 @@ def _release_dead_tasks(task_ids: list[str]) -> None:
         release_tasks(task_ids)
     except Exception:
         logger.exception("could not release the queued tasks of abandoned runs")
-
-
-def running_duration_ms(run: Run, now: datetime | None = None) -> int:
-    """How long a run has been going (or went)."""
-    if run.duration_ms is not None:
-        return run.duration_ms
-    return max(0, int(((now or timezone.now()) - run.started_at).total_seconds() * 1000))
-

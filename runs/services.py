@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from runs.models import HELD_REMOVALS_KEY, Mode, Run, RunError, RunStatus, RunStep
 from runs.pipeline import get_pipeline
+from runs.redact import redact, truncate
 
 # --- run now / cancel (scheduling) ---------------------------------------------
 
@@ -87,7 +88,7 @@ def trigger_run(pipeline: str, *, user=None, mode: str = "dashboard", only: list
     if _waiting_in_queue(pipeline):
         return TriggerResult(False, f"{pipeline} is already queued and will start shortly.")
     holder: dict[str, str] = {}
-    triggered_by_id = user.pk if user is not None and getattr(user, "pk", None) else None
+    triggered_by_id = user.pk if user is not None else None
     # Only an approved run carries the flag, so other payloads stay as they were.
     extra = {"allow_removals": True} if allow_removals else {}
 
@@ -231,7 +232,6 @@ def record_task_failure(pipeline: str, *, mode: str, message: str, task_id: str 
     import os
     import socket
 
-    from runs.redact import redact, truncate
 
     text = truncate(redact(message), RunError.MESSAGE_MAX)
     now = timezone.now()

@@ -29,14 +29,15 @@ from runs.api.serializers import error_json, problem_json, run_json, step_json
 from runs.isotime import iso
 from runs.models import Run, RunError, RunStatus
 from runs.pipeline import UnknownPipeline, all_pipelines, get_pipeline
+from runs.selectors import MIN_PREFIX, identifier_prefix_q, latest_runs, problems_queryset
+from runs.services import trigger_run
+from runs.states import pipeline_states
 
 OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 
 @api_view()
 def pipelines(request):
-    from runs.selectors import latest_runs
-    from runs.states import pipeline_states
 
     registered = all_pipelines()
     now = timezone.now()
@@ -125,7 +126,6 @@ def run_errors(request, pk: int):
 
 @api_view(methods=("POST",), permissions=("runs.trigger_run",))
 def trigger(request, name: str):
-    from runs.services import trigger_run
 
     try:
         if not PIPELINE_RE.fullmatch(name):
@@ -148,7 +148,6 @@ def trigger(request, name: str):
 @api_view(permissions=("runs.view_run", "runs.view_runerror"))
 def problems(request):
     """Open problems, newest first, or ?state=resolved; keyset-paginated like runs."""
-    from runs.selectors import MIN_PREFIX, identifier_prefix_q, problems_queryset
 
     resolved = (choice(request, "state", PROBLEM_STATES) or "open") == "resolved"
     qs = problems_queryset(resolved=resolved)

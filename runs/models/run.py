@@ -7,6 +7,8 @@ the cancel request, which is a conditional UPDATE on one run.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -135,6 +137,12 @@ class Run(models.Model):
     @property
     def is_running(self) -> bool:
         return self.status == RunStatus.RUNNING
+
+    def elapsed_ms(self, now: datetime | None = None) -> int:
+        """How long the run went, or has been going so far."""
+        if self.duration_ms is not None:
+            return self.duration_ms
+        return max(0, int(((now or timezone.now()) - self.started_at).total_seconds() * 1000))
 
     @property
     def not_configured(self) -> bool:
