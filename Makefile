@@ -30,7 +30,7 @@ LOCK := $(BIN)/uv pip compile --quiet --python-version 3.11 --universal --custom
 lock: setup
 	$(LOCK) $(LOCK_ARGS) requirements-dev.txt -o requirements.lock
 
-# Fails when requirements*.txt changed without `make lock` (needs the package index).
+# Fails when requirements*.txt changed without `make lock` (needs the package index, as `make setup` does; CI runs it).
 lock-check: setup
 	@tmp=$$(mktemp) && cp requirements.lock $$tmp && $(LOCK) requirements-dev.txt -o $$tmp \
 	  && diff -u requirements.lock $$tmp && rm -f $$tmp \
