@@ -85,15 +85,35 @@ def _frames(tb: TracebackType | None) -> str:
     return text
 
 
+_CLASS_NAMES: dict[type, str | None] = {}
+
+
+def _class_name(cls: type) -> str | None:
+    """How the exception line names `cls`, or None when the class needs
+    `traceback.format_exception_only` (a SyntaxError, or notes on the class)."""
+    try:
+        return _CLASS_NAMES[cls]
+    except KeyError:
+        pass
+    name: str | None = None
+    if not (issubclass(cls, SyntaxError) or hasattr(cls, "__notes__")):
+        name = cls.__qualname__
+        if cls.__module__ not in ("builtins", "__main__"):
+            name = f"{cls.__module__}.{name}"
+    if len(_CLASS_NAMES) < _STACK_CACHE_MAX:
+        _CLASS_NAMES[cls] = name
+    return name
+
+
 def _exception_line(exc: BaseException) -> str:
     # traceback.format_exception_only builds a TracebackException (~17 µs);
     # the common case is one line. SyntaxError and notes take the slow path.
+    # (Notes live in the instance's __dict__: a getattr with a default would
+    # raise and catch an AttributeError per error.)
     cls = type(exc)
-    if isinstance(exc, SyntaxError) or getattr(exc, "__notes__", None):
+    name = _class_name(cls)
+    if name is None or "__notes__" in exc.__dict__:
         return redact("".join(traceback.format_exception_only(cls, exc)))
-    name = cls.__qualname__
-    if cls.__module__ not in ("builtins", "__main__"):
-        name = f"{cls.__module__}.{name}"
     try:
         text = str(exc)
     except Exception:

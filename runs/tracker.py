@@ -420,17 +420,16 @@ class RunTracker:
         if not step_name and step_id in self.steps:
             step_name = self.steps[step_id].name
         self.error_count += 1
-        if identifier not in (None, ""):
-            self.error_identifiers[str(identifier)[:255]] = (str(identifier_kind)[:32], str(message or ""),
-                                                             str(step_name)[:100])
-        # A float timestamp: the writer turns it into created_at (cheaper than timezone.now() here).
-        # Plain values only (the traceback as a str, with a flag for "already redacted"): the
-        # garbage collector stops tracking such a tuple at its first pass, so queued rows are
-        # never promoted to the old generation (a RedactedText in them was, and triggered
-        # full collections of the whole process).
+        step_name, kind = str(step_name)[:100], str(identifier_kind)[:32]
+        message = str(message) if message else ""
+        identifier = "" if identifier is None or identifier == "" else str(identifier)[:255]
+        if identifier:
+            self.error_identifiers[identifier] = (kind, message, step_name)
+        # A float timestamp (the writer makes it created_at: cheaper than timezone.now()). Plain values
+        # only (a str traceback, flagged "already redacted"): the GC untracks such a tuple at its first
+        # pass, so queued rows never reach the old generation (a RedactedText did: full collections).
         redacted = type(traceback) is RedactedText
-        return ("error", step_id, str(step_name)[:100], "" if identifier is None else str(identifier)[:255],
-                str(identifier_kind)[:32], str(message) if message else "Unknown error",
+        return ("error", step_id, step_name, identifier, kind, message or "Unknown error",
                 str(traceback) if redacted else (traceback or ""), redacted, time.time())
 
     @_safe(default=None)
