@@ -63,11 +63,13 @@ def display_path(filename: str) -> str:
     return filename
 
 
-def _frames(tb: TracebackType | None) -> str:
+def _frames(tb: TracebackType) -> str:
+    """The traceback's heading and frames, redacted, formatted once per distinct stack."""
     entries = []
-    while tb is not None:
-        entries.append((tb.tb_frame.f_code, tb.tb_lineno))
-        tb = tb.tb_next
+    current: TracebackType | None = tb
+    while current is not None:
+        entries.append((current.tb_frame.f_code, current.tb_lineno))
+        current = current.tb_next
     key = tuple(entries)
     text = _STACK_CACHE.get(key)
     if text is None:
@@ -78,7 +80,7 @@ def _frames(tb: TracebackType | None) -> str:
             if line:
                 parts.append(f"    {line}\n")
         # Redacted once per distinct stack, not once per error.
-        text = redact("".join(parts))
+        text = "Traceback (most recent call last):\n" + redact("".join(parts))
         if len(_STACK_CACHE) >= _STACK_CACHE_MAX:
             _STACK_CACHE.clear()
         _STACK_CACHE[key] = text
@@ -122,8 +124,8 @@ def _exception_line(exc: BaseException) -> str:
 
 
 def _one(exc: BaseException) -> str:
-    head = "Traceback (most recent call last):\n" if exc.__traceback__ is not None else ""
-    return head + _frames(exc.__traceback__) + _exception_line(exc)
+    tb = exc.__traceback__
+    return _exception_line(exc) if tb is None else _frames(tb) + _exception_line(exc)
 
 
 def format_exception(exc: BaseException) -> RedactedText:
