@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -157,18 +158,40 @@ def record_problems(tracker: RunTracker) -> dict[str, int]:
     Returns counts (opened, updated, resolved, left). Dry runs and untracked
     runs change nothing.
     """
-    counts = {"opened": 0, "updated": 0, "resolved": 0, "left": 0}
+    return write_problems(plan_problems(tracker))
+
+
+@dataclass
+class ProblemPlan:
+    """What `write_problems` changes: worked out by `plan_problems` (one read),
+    so the runner can do that while the writer thread drains the run's rows."""
+
+    pipeline: str
+    run_id: int
+    now: datetime
+    new: list[tuple[str, str, str, str]]  # (identifier, kind, step, message) to open
+    changed: list[tuple]  # (*_UPDATED values, pk): message, step or kind changed
+    again: list[int]  # pks failing the same way again
+    fixed: list[int]  # pks the run processed without an error
+    left: list[str]  # identifiers of records that left the registry
+
+
+def plan_problems(tracker: RunTracker) -> ProblemPlan | None:
+    """Read the pipeline's open problems and work out what the run changes
+    (None for a dry run or an untracked run: nothing)."""
     if tracker.run_id is None or tracker.held_by is not None or tracker.dry_run:
-        return counts
+        return None
     now = timezone.now()
-    # The writer redacted these texts for the run's RunErrors: each is redacted once per run.
-    # (The message is cut like RunError.message, to 2,000 characters.)
+    # The writer redacted these texts for the run's RunErrors: each is redacted once per run
+    # (the message cut like RunError.message). The caches' dicts first: cheaper than a call.
     redactions = tracker.redactions
+    redacted_ids, redacted_messages = redactions.identifiers, redactions.messages
     errors: dict[str, tuple[str, str, str]] = {}
     for identifier, (kind, message, step_name) in tracker.error_identifiers.items():
         if kind in NOT_A_RECORD:
             continue
-        errors[truncate(redactions.identifier(identifier), 255)] = (kind, message, step_name)
+        redacted = redacted_ids.get(identifier) or redactions.identifier(identifier)
+        errors[redacted if len(redacted) <= 255 else truncate(redacted, 255)] = (kind, message, step_name)
     pipeline = tracker.pipeline[:64]
     # Index: recordproblem_open_unique (pipeline, identifier) where open.
     # Plain rows, not model instances (nor the ORM's per-row values_list
@@ -182,14 +205,14 @@ def record_problems(tracker: RunTracker) -> dict[str, int]:
         open_problems = {row[0]: row[1:] for row in cursor.fetchall()}
     fixed: list[int] = []
     if open_problems:
-        candidates = set(open_problems) - set(errors)
+        candidates = open_problems.keys() - errors.keys()
         if candidates:
             processed = _processed_identifiers(tracker, candidates)
             fixed = [open_problems[i][0] for i in candidates & processed]
     new, changed, again = [], [], []
     run_id = tracker.run_id
     for identifier, (kind, message, step_name) in errors.items():
-        text = redactions.message(message)
+        text = redacted_messages.get(message) or redactions.message(message)
         problem = open_problems.get(identifier)
         if problem is None:
             new.append((identifier, kind[:32], step_name[:100], text))
@@ -202,20 +225,30 @@ def record_problems(tracker: RunTracker) -> dict[str, int]:
         if last_run_id != run_id:
             failing_runs += 1
         changed.append((failing_runs, text, step_name, now, run_id, kind, pk))
-    left = sorted(tracker.left_identifiers - set(errors))
+    left = sorted(tracker.left_identifiers - errors.keys())
+    return ProblemPlan(pipeline=pipeline, run_id=run_id, now=now, new=new, changed=changed, again=again,
+                       fixed=fixed, left=left)
+
+
+def write_problems(plan: ProblemPlan | None) -> dict[str, int]:
+    """Apply a plan in one transaction; returns counts (opened, updated, resolved, left)."""
+    counts = {"opened": 0, "updated": 0, "resolved": 0, "left": 0}
+    if plan is None:
+        return counts
+    now, run_id, fixed, left = plan.now, plan.run_id, plan.fixed, plan.left
     with transaction.atomic():
-        _open_problems(new, pipeline, now, run_id)
-        _update_problems(changed)
-        _failed_again(again, now, run_id)
+        _open_problems(plan.new, plan.pipeline, now, run_id)
+        _update_problems(plan.changed)
+        _failed_again(plan.again, now, run_id)
         for start in range(0, len(fixed), 500):
             counts["resolved"] += RecordProblem.objects.filter(pk__in=fixed[start:start + 500]).update(
-                resolved_at=now, resolved_run_id=tracker.run_id, resolution=RecordProblem.Resolution.FIXED)
+                resolved_at=now, resolved_run_id=run_id, resolution=RecordProblem.Resolution.FIXED)
         for start in range(0, len(left), 500):
             # Any pipeline's: the record is gone, nothing will ever process it again.
             counts["left"] += RecordProblem.objects.filter(
                 identifier__in=left[start:start + 500], resolved_at__isnull=True).update(
-                resolved_at=now, resolved_run_id=tracker.run_id, resolution=RecordProblem.Resolution.LEFT)
-    counts["opened"], counts["updated"] = len(new), len(changed) + len(again)
+                resolved_at=now, resolved_run_id=run_id, resolution=RecordProblem.Resolution.LEFT)
+    counts["opened"], counts["updated"] = len(plan.new), len(plan.changed) + len(plan.again)
     return counts
 
 

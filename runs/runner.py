@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from runs.history import record_problems
+from runs.history import plan_problems, write_problems
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
 from runs.outcomes import apply_spooled_outcomes, spool_outcome
 from runs.pipeline import Cancelled, PipelineRun, get_pipeline
@@ -108,8 +109,12 @@ def run_pipeline(
                                         run.child_statuses)
             if status == RunStatus.SKIPPED:
                 message = not_configured_message(run.step_states())
-        tracker.end_run(status=status, summary=run.summary, message=message)
-        _record_problems(tracker)
+        # The run's problems are read and worked out while the writer drains the
+        # last rows, and written once the run's final row is committed.
+        tracker.end_run(status=status, summary=run.summary, message=message, wait=False)
+        plan = _problems(plan_problems, tracker)
+        tracker.wait_written()
+        _problems(write_problems, plan)
     if escaped is not None:
         raise escaped
     if tracker.run_id is not None and tracker.final_written:
@@ -157,13 +162,15 @@ def _untracked_outcome(tracker: RunTracker, run: PipelineRun, status: str, messa
     return outcome
 
 
-def _record_problems(tracker: RunTracker) -> None:
-    # Like tracking itself: a failure here is logged, never raised into the run.
+def _problems(step: Callable[[Any], Any], arg: Any) -> Any:
+    """Run one half of runs.history.record_problems. Like tracking itself: a
+    failure is logged, never raised into the run."""
     try:
-
-        record_problems(tracker)
+        return step(arg)
     except Exception:
-        logger.exception("could not update the open problems of run #%s", tracker.run_id)
+        logger.exception("could not update the open problems of run #%s (%s)", getattr(arg, "run_id", None),
+                         step.__name__)
+        return None
 
 
 def _load(tracker: RunTracker, name: str) -> Run:

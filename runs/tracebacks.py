@@ -63,11 +63,13 @@ def display_path(filename: str) -> str:
     return filename
 
 
-def _frames(tb: TracebackType | None) -> str:
+def _frames(tb: TracebackType) -> str:
+    """The traceback's heading and frames, redacted, formatted once per distinct stack."""
     entries = []
-    while tb is not None:
-        entries.append((tb.tb_frame.f_code, tb.tb_lineno))
-        tb = tb.tb_next
+    current: TracebackType | None = tb
+    while current is not None:
+        entries.append((current.tb_frame.f_code, current.tb_lineno))
+        current = current.tb_next
     key = tuple(entries)
     text = _STACK_CACHE.get(key)
     if text is None:
@@ -78,22 +80,42 @@ def _frames(tb: TracebackType | None) -> str:
             if line:
                 parts.append(f"    {line}\n")
         # Redacted once per distinct stack, not once per error.
-        text = redact("".join(parts))
+        text = "Traceback (most recent call last):\n" + redact("".join(parts))
         if len(_STACK_CACHE) >= _STACK_CACHE_MAX:
             _STACK_CACHE.clear()
         _STACK_CACHE[key] = text
     return text
 
 
+_CLASS_NAMES: dict[type, str | None] = {}
+
+
+def _class_name(cls: type) -> str | None:
+    """How the exception line names `cls`, or None when the class needs
+    `traceback.format_exception_only` (a SyntaxError, or notes on the class)."""
+    try:
+        return _CLASS_NAMES[cls]
+    except KeyError:
+        pass
+    name: str | None = None
+    if not (issubclass(cls, SyntaxError) or hasattr(cls, "__notes__")):
+        name = cls.__qualname__
+        if cls.__module__ not in ("builtins", "__main__"):
+            name = f"{cls.__module__}.{name}"
+    if len(_CLASS_NAMES) < _STACK_CACHE_MAX:
+        _CLASS_NAMES[cls] = name
+    return name
+
+
 def _exception_line(exc: BaseException) -> str:
     # traceback.format_exception_only builds a TracebackException (~17 µs);
     # the common case is one line. SyntaxError and notes take the slow path.
+    # (Notes live in the instance's __dict__: a getattr with a default would
+    # raise and catch an AttributeError per error.)
     cls = type(exc)
-    if isinstance(exc, SyntaxError) or getattr(exc, "__notes__", None):
+    name = _class_name(cls)
+    if name is None or "__notes__" in exc.__dict__:
         return redact("".join(traceback.format_exception_only(cls, exc)))
-    name = cls.__qualname__
-    if cls.__module__ not in ("builtins", "__main__"):
-        name = f"{cls.__module__}.{name}"
     try:
         text = str(exc)
     except Exception:
@@ -102,8 +124,8 @@ def _exception_line(exc: BaseException) -> str:
 
 
 def _one(exc: BaseException) -> str:
-    head = "Traceback (most recent call last):\n" if exc.__traceback__ is not None else ""
-    return head + _frames(exc.__traceback__) + _exception_line(exc)
+    tb = exc.__traceback__
+    return _exception_line(exc) if tb is None else _frames(tb) + _exception_line(exc)
 
 
 def format_exception(exc: BaseException) -> RedactedText:

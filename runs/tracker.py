@@ -34,7 +34,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from runs.models import Run, RunError, RunStatus, StepStatus
 from runs.redact import redact, truncate
+from runs.status import compute_run_status
 from runs.tracebacks import RedactedText, exception_message, format_exception
 from runs.writer import (
     DRAIN_TIMEOUT_S,
@@ -86,40 +87,6 @@ def _safe(default: Any = None) -> Callable:
         return wrapper
 
     return decorate
-
-
-def compute_run_status(
-    step_statuses: Iterable[str], error_count: int, child_statuses: Iterable[str] = ()
-) -> str:
-    """The one place a finished run's status is derived from its steps and errors.
-
-    A run that got to the end is `success` when no step failed and nothing was
-    recorded as an error, else `partial`. A run whose every step was skipped
-    (nothing was configured to do: a missing API key) is `skipped`. A parent
-    run (`all`) is never better than its worst child; a child that could not
-    run because it was already running makes the parent `partial` (the runner
-    leaves not-configured children out of `child_statuses`). `failed` and
-    `cancelled` for the run itself are decided by the runner (an exception
-    escaped / a cancel was honoured).
-
-    Used both with and without run tracking, so the outcome a volunteer sees
-    on the command line never depends on whether the runs table was writable.
-    """
-    step_statuses = list(step_statuses)
-    status = RunStatus.SUCCESS
-    if error_count or any(s in (StepStatus.FAILED, StepStatus.PARTIAL) for s in step_statuses):
-        status = RunStatus.PARTIAL
-    elif step_statuses and all(s == StepStatus.SKIPPED for s in step_statuses):
-        status = RunStatus.SKIPPED
-    worst: dict[str, int] = {RunStatus.SUCCESS: 0, RunStatus.SKIPPED: 1, RunStatus.PARTIAL: 2, RunStatus.CANCELLED: 3,
-             RunStatus.ABANDONED: 4, RunStatus.FAILED: 4}
-    for child in child_statuses:
-        child = RunStatus.FAILED if child == RunStatus.ABANDONED else child
-        if child == RunStatus.SKIPPED:
-            child = RunStatus.PARTIAL  # a child that could not run makes the whole incomplete
-        if worst.get(child, 0) > worst[status]:
-            status = RunStatus(child)
-    return str(status)
 
 
 class RunTracker:
@@ -266,13 +233,16 @@ class RunTracker:
 
     @_safe(default=None)
     def end_run(
-        self, status: str | bool | None = None, summary: dict | None = None, *, message: str = ""
+        self, status: str | bool | None = None, summary: dict | None = None, *, message: str = "",
+        wait: bool = True,
     ) -> str | None:
         """Finish the run, drain every queued row and wait until it is committed.
 
         `status`: None computes it from the steps and errors; True means "the
         pipeline succeeded" (computed: success or partial); False is `failed`.
-        Returns the final status.
+        Returns the final status. With `wait=False` the final row is only
+        queued: call `wait_written()` (the runner reads the run's open problems
+        meanwhile, runs.history.plan_problems).
         """
         if self._ended or self.run_id is None or self._writer is None or self.held_by is not None:
             return self.status  # a refused start already wrote its `skipped` run
@@ -300,10 +270,18 @@ class RunTracker:
             "message": truncate(redact(message or ""), RunError.MESSAGE_MAX),
         }
         self._put(Stop(fields, error_count=self.error_count), wake=True)
+        if wait:
+            self.wait_written()
+        return self.status
+
+    @_safe(default=None)
+    def wait_written(self) -> None:
+        """Wait until the writer has committed everything end_run queued (or gave up)."""
+        if self._writer is None or not self._ended:
+            return
         self._writer.join(timeout=DRAIN_TIMEOUT_S)
         if self._writer.is_alive():
             logger.error("run tracking: run #%s was not fully written within %ss", self.run_id, DRAIN_TIMEOUT_S)
-        return self.status
 
     def _put(self, item: Any, *, wake: bool = False, errors: int = 0) -> None:
         """Queue an item for the writer. The writer is not woken per item (a
@@ -420,17 +398,16 @@ class RunTracker:
         if not step_name and step_id in self.steps:
             step_name = self.steps[step_id].name
         self.error_count += 1
-        if identifier not in (None, ""):
-            self.error_identifiers[str(identifier)[:255]] = (str(identifier_kind)[:32], str(message or ""),
-                                                             str(step_name)[:100])
-        # A float timestamp: the writer turns it into created_at (cheaper than timezone.now() here).
-        # Plain values only (the traceback as a str, with a flag for "already redacted"): the
-        # garbage collector stops tracking such a tuple at its first pass, so queued rows are
-        # never promoted to the old generation (a RedactedText in them was, and triggered
-        # full collections of the whole process).
+        step_name, kind = str(step_name)[:100], str(identifier_kind)[:32]
+        message = str(message) if message else ""
+        identifier = "" if identifier is None or identifier == "" else str(identifier)[:255]
+        if identifier:
+            self.error_identifiers[identifier] = (kind, message, step_name)
+        # A float timestamp (the writer makes it created_at: cheaper than timezone.now()). Plain values
+        # only (a str traceback, flagged "already redacted"): the GC untracks such a tuple at its first
+        # pass, so queued rows never reach the old generation (a RedactedText did: full collections).
         redacted = type(traceback) is RedactedText
-        return ("error", step_id, str(step_name)[:100], "" if identifier is None else str(identifier)[:255],
-                str(identifier_kind)[:32], str(message) if message else "Unknown error",
+        return ("error", step_id, step_name, identifier, kind, message or "Unknown error",
                 str(traceback) if redacted else (traceback or ""), redacted, time.time())
 
     @_safe(default=None)

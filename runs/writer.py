@@ -13,10 +13,9 @@ whether the final run row is committed, why it cancelled the run).
   from the pipeline's own thread would wait on that thread's own write lock.
   A separate thread simply waits its turn (and retries "database is locked"
   until the run ends) while the pipeline goes on.
-* The pipeline never waits on tracking I/O in its item loop: errors are
-  queued and written in batches (multi-row INSERTs, see `_insert_errors`),
-  redacted here, each distinct identifier and message once per run
-  (`Redactions`, reused by runs.history.record_problems). Counters live in
+* The pipeline never waits on tracking I/O in its item loop: errors are queued and written in
+  batches (multi-row INSERTs, `_insert_errors`), redacted here, each distinct identifier and
+  message once per run (`Redactions`, reused by runs.history.record_problems). Counters live in
   memory and are flushed, with the heartbeat and the run's error count, every
   flush interval (RUNS_FLUSH_INTERVAL_S, 1 s) or as soon as ERROR_BATCH errors
   wait; each flush also notices a cancel request or a scheduler shutdown and
@@ -441,40 +440,39 @@ class Writer(threading.Thread):
             self.cancel_event.set()
 
     def _prepare_errors(self) -> None:
-        adapt = connection.ops.adapt_datetimefield_value
-        run_id, pipeline = self.run_id, self.pipeline[:64]
-        redactions = self.report.redactions
+        adapt, run_id, pipeline = connection.ops.adapt_datetimefield_value, self.run_id, self.pipeline[:64]
+        redactions = self.report.redactions  # its dicts first: a method call costs more than the lookup
+        identifiers, messages, tb_max = redactions.identifiers, redactions.messages, RunError.TRACEBACK_MAX
+        append = self.prepared_errors.append
         last_ms, last_value = None, None
         for _, step_id, step_name, identifier, kind, message, tb, tb_redacted, created in self.pending_errors:
             # Millisecond precision is plenty; errors of one burst share the adapted value.
             ms = int(created * 1000)
             if ms != last_ms:
                 last_ms, last_value = ms, adapt(datetime.fromtimestamp(ms / 1000, tz=UTC))
-            self.prepared_errors.append((
+            tb = tb if tb_redacted else redact(tb)
+            append((
                 run_id,
                 step_id,  # a local step id until _insert_errors maps it
                 pipeline,
                 step_name,
-                redactions.identifier(identifier),
+                identifiers.get(identifier) or redactions.identifier(identifier),
                 kind,
-                redactions.message(message),
-                truncate_traceback(tb if tb_redacted else redact(tb), RunError.TRACEBACK_MAX),
+                messages.get(message) or redactions.message(message),
+                tb if len(tb) <= tb_max else truncate_traceback(tb, tb_max),
                 last_value,
             ))
         self.pending_errors.clear()
 
     def _insert_errors(self, pks: dict[int, int]) -> None:
-        # Multi-row INSERTs of up to _ROWS_PER_INSERT rows, no model instances
-        # (3-4x cheaper than bulk_create, measured by bench/tracker.py). Not
-        # executemany: that releases and retakes the GIL once per row, and
-        # against a CPU-bound pipeline thread each retake waits out the
-        # interpreter's switch interval (a convoy: a 2,000-row batch took over
-        # a second during the benchmark loop). Every statement still gives the
-        # GIL back once, so a batch uses as few statements as the database's
-        # parameter limit allows (SQLite's is read from the connection: 32,766
-        # or more since 3.32; Django assumes the historical 999).
-        # On SQLite the raw connection is used with "?" placeholders: Django's
-        # cursor wrapper rewrites "%s" with a regex on every execute.
+        # Multi-row INSERTs, no model instances (3-4x cheaper than bulk_create,
+        # bench/tracker.py). Not executemany: that releases and retakes the GIL
+        # once per row, and against a CPU-bound pipeline thread each retake waits
+        # out the switch interval (a 2,000-row batch took over a second). So a
+        # batch uses as few statements as the parameter limit allows (SQLite's
+        # is read from the connection: 32,766 or more since 3.32; Django assumes
+        # 999). On SQLite the raw connection is used with "?" placeholders:
+        # Django's cursor wrapper rewrites "%s" with a regex on every execute.
         width = len(_ERROR_COLUMNS)
         rows = [(r[0], pks.get(r[1]) if r[1] is not None else None, *r[2:]) for r in self.prepared_errors]
         sqlite = connection.vendor == "sqlite"

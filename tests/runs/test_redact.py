@@ -93,3 +93,11 @@ def test_the_database_and_redis_passwords_are_masked(settings):
         assert cleaned.count("***") == 2
     finally:
         clear_secret_cache()
+
+
+def test_keyword_guard_matches_the_keyword_list():
+    from runs.redact import _KEYWORDS, _has_keyword
+
+    for keyword in _KEYWORDS:
+        assert _has_keyword(f"x {keyword} y")
+    assert not _has_keyword("member abc00010: has an invalid email address")

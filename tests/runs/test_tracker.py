@@ -351,3 +351,18 @@ def test_a_skipped_step_keeps_its_reason_redacted_and_cut():
     reason = steps["sync"].reason
     assert reason.startswith("token=*** x") and "abc123secret" not in reason and len(reason) == 2000
     assert steps["sync"].finished_at is not None and steps["sync"].duration_ms >= 0
+
+
+def test_end_run_without_waiting_is_committed_after_wait_written():
+    t = RunTracker("people")
+    run_id = t.start_run()
+    sid = t.start_step("sync")
+    t.record_errors("sync", sid, [{"knvb_id": f"ABC{i}", "message": "bad"} for i in range(50)])
+    t.end_step(sid, status="partial", failed=50)
+    assert t.end_run(wait=False) == "partial"
+    t.wait_written()
+    assert t.final_written
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.error_count, run.failed) == ("partial", 50, 50)
+    assert len(errors_of(run_id)) == 50
+    t.wait_written()  # again: nothing left to wait for
