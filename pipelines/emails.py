@@ -46,6 +46,14 @@ import re
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _TOP_LEVEL = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
+# The same rule in one expression for the everyday case, an ASCII address: it
+# accepts nothing the step-by-step check below refuses (which also names the
+# reason), and reads a 50,000-member export several times faster.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_VALID_ASCII = re.compile(
+    rf"{_ATOM}(?:\.{_ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+"
+    r"(?:[A-Za-z]{2,63}|[Xx][Nn]--[A-Za-z0-9-]{1,59})"
+)
 
 
 def normalise_email(value: str) -> str:
@@ -56,6 +64,14 @@ def normalise_email(value: str) -> str:
 def email_problem(value: str) -> str:
     """Why `value` (trimmed) is not a valid address, in plain words; "" when it is one."""
     address = value.strip()
+    if (len(address) <= 254 and address.isascii() and _VALID_ASCII.fullmatch(address) is not None
+            and address.index("@") <= 64):
+        return ""
+    return _problem(address)
+
+
+def _problem(address: str) -> str:
+    """The rule step by step, naming what is wrong (the fast path's reference)."""
     if not address:
         return "it is empty"
     if ";" in address or "," in address:

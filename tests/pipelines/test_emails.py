@@ -5,6 +5,8 @@ lists) and FreeScout (customers) all refuse exactly the addresses the rule refus
 """
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines import emails
 from pipelines.emails import email_error, email_problem, is_valid_email, normalise_email
@@ -167,3 +169,20 @@ def test_laposta_and_freescout_refuse_exactly_the_invalid_addresses(destinations
     message = errors.get(step_name="freescout-sync", identifier=PAIRS[len(VALID)][0]).message
     assert message == "Invalid email address 'jöran@example.nl' ('ö' cannot be in the part before the @): " \
                       "not sent to FreeScout"
+
+
+_EMAILISH = st.one_of(
+    st.text(alphabet="aZ09.-_+@;, xn!#~", max_size=30),
+    st.from_regex(r"[a-zA-Z0-9.+-]{1,8}@[a-zA-Z0-9.-]{1,14}", fullmatch=True),
+    st.from_regex(r"[a-z]{1,70}@[a-z]{1,3}\.(nl|xn--p1ai|x|XN--a|n1)", fullmatch=True),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_EMAILISH)
+def test_the_fast_path_for_ascii_agrees_with_the_step_by_step_rule(text):
+    from pipelines.emails import _VALID_ASCII, _problem
+
+    address = text.strip()
+    fast = len(address) <= 254 and _VALID_ASCII.fullmatch(address) is not None and address.index("@") <= 64
+    assert fast == (_problem(address) == "")
