@@ -76,3 +76,27 @@ def test_a_traceback_keeps_a_quarter_from_the_start_and_the_rest_from_the_end():
     assert cut == "a" * 100 + marker + "b" * (300 - len(marker))
     assert len(cut) == 400
     assert truncate("abcdef", 6) == "abcdef" and truncate("abcdefg", 6) == "abcde…"
+
+
+@pytest.mark.parametrize("shape", ["urlencoded", "urlencoded-plus", "basic inside a longer text"])
+def test_a_secret_with_a_space_and_base64_padding_is_masked_in_every_encoding(settings, shape):
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    from runs.redact import clear_secret_cache
+
+    key = "pass wd/77"  # a space (quote and quote_plus differ) and a length that base64 pads
+    settings.LAPOSTA_API_KEY = key
+    clear_secret_cache()
+    try:
+        basic = base64.b64encode(f"{key}:".encode()).decode()
+        assert basic.endswith("=")
+        text, expected = {
+            "urlencoded": (f"rejected {quote(key, safe='')} (no keyword)", "rejected *** (no keyword)"),
+            "urlencoded-plus": (f"rejected {quote_plus(key, safe='')} (no keyword)", "rejected *** (no keyword)"),
+            # Without its padding, as inside a longer base64 text.
+            "basic inside a longer text": (f"seen {basic.rstrip('=')}xyz refused", "seen ***xyz refused"),
+        }[shape]
+        assert redact(text) == expected
+    finally:
+        clear_secret_cache()
