@@ -40,8 +40,9 @@ def plan():
             history = Retired(identifiers={pk: f"VV/{key}" for pk, key in gone.items()}, identifier_kind="team",
                               labels={pk: f"{teams[pk]} ({key})" for pk, key in gone.items()},
                               fields=plan["retired_fields"])
+            # The hash and the sync time are bookkeeping: set, but never shown as a change.
             update_in_batches(step, Team, sorted(gone), dry_run=run.dry_run, batch_size=2, history=history,
-                              kind="gone", source_hash="")
+                              kind="gone", source_hash="", last_synced_at=None)
 
     yield plan
     unregister(NAME)
