@@ -20,7 +20,8 @@ NAME = "test-team-history"
 
 @pytest.fixture
 def plan():
-    plan = {"rows": [], "fields": ("name", "kind"), "not_compared": (), "retired_fields": None}
+    plan = {"rows": [], "fields": ("name", "kind"), "not_compared": (), "retired_fields": None,
+            "label": lambda record, key: f"{record['name']} ({key})"}
 
     @register(NAME)
     def teams_with_history(run):
@@ -28,7 +29,7 @@ def plan():
             existing = existing_hashes(Team.objects.all(), "sportlink_id")
             with Upserter(step, Team, existing=existing, fields=plan["fields"], dry_run=run.dry_run,
                           identify=lambda record, key: f"{record['club']}/{key}", identifier_kind="team",
-                          label=lambda record, key: f"{record['name']} ({key})",
+                          label=plan["label"],
                           restored_when=("kind", "gone"), not_compared=plan["not_compared"]) as upserter:
                 for team_id, name, kind in plan["rows"]:
                     record = {"club": "VV", "name": name}
@@ -124,3 +125,13 @@ def test_an_update_with_only_bookkeeping_fields_is_written_without_history(plan)
     assert (run.status, step.updated, step.failed) == (RunStatus.SUCCESS, 1, 0)
     assert Team.objects.get(sportlink_id="T1").name == "A2"
     assert changes(run) == []
+
+
+def test_without_a_label_a_change_has_none(plan):
+    plan["label"] = None
+    plan["rows"] = [("T1", "A", "")]
+    created = run_pipeline(NAME)
+    plan["rows"] = [("T1", "A2", "")]
+    updated = run_pipeline(NAME)
+    assert [c[3:5] for c in changes(created) + changes(updated)] == [("", ChangeAction.CREATED),
+                                                                      ("", ChangeAction.UPDATED)]
