@@ -17,7 +17,7 @@ def members(*rows):
     return read_members(open_table("Leden.csv", (HEADER + "".join(rows)).encode()))
 
 
-def test_an_empty_optional_value_is_not_checked_against_the_choices():
+def test_a_member_without_a_gender_is_read():
     result = members("Vries, J. (Jan);Jan;;Vries;AAA11A1;;2010-01-01;jan@example.org;Bondslid;;;\n")
     assert result.errors == []
     assert [(m.knvb_id, m.gender) for m in result.records] == [("AAA11A1", "")]
