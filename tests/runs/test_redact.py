@@ -82,9 +82,9 @@ def test_the_database_and_redis_passwords_are_masked(settings):
     """A driver error that echoes a DSN or a password (no keyword near it) keeps neither password."""
     from runs.redact import clear_secret_cache
 
-    databases = {alias: dict(config) for alias, config in settings.DATABASES.items()}
-    databases["default"]["PASSWORD"] = "pg-Pa55word"
-    settings.DATABASES = databases
+    default = settings.DATABASES["default"]  # changed in place and put back: Django warns on replacing DATABASES
+    password = default.get("PASSWORD")
+    default["PASSWORD"] = "pg-Pa55word"
     settings.REDIS_URL = "redis://:r3dis-secret@127.0.0.1:6379/0"
     clear_secret_cache()
     try:
@@ -92,6 +92,7 @@ def test_the_database_and_redis_passwords_are_masked(settings):
         assert "pg-Pa55word" not in cleaned and "r3dis-secret" not in cleaned
         assert cleaned.count("***") == 2
     finally:
+        default["PASSWORD"] = password
         clear_secret_cache()
 
 
@@ -101,3 +102,27 @@ def test_keyword_guard_matches_the_keyword_list():
     for keyword in _KEYWORDS:
         assert _has_keyword(f"x {keyword} y")
     assert not _has_keyword("member abc00010: has an invalid email address")
+
+
+@pytest.mark.parametrize("shape", ["urlencoded", "urlencoded-plus", "basic inside a longer text"])
+def test_a_secret_with_a_space_and_base64_padding_is_masked_in_every_encoding(settings, shape):
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    from runs.redact import clear_secret_cache
+
+    key = "pass wd/77"  # a space (quote and quote_plus differ) and a length that base64 pads
+    settings.LAPOSTA_API_KEY = key
+    clear_secret_cache()
+    try:
+        basic = base64.b64encode(f"{key}:".encode()).decode()
+        assert basic.endswith("=")
+        text, expected = {
+            "urlencoded": (f"rejected {quote(key, safe='')} (no keyword)", "rejected *** (no keyword)"),
+            "urlencoded-plus": (f"rejected {quote_plus(key, safe='')} (no keyword)", "rejected *** (no keyword)"),
+            # Without its padding, as inside a longer base64 text.
+            "basic inside a longer text": (f"seen {basic.rstrip('=')}xyz refused", "seen ***xyz refused"),
+        }[shape]
+        assert redact(text) == expected
+    finally:
+        clear_secret_cache()

@@ -69,7 +69,7 @@ def test_last_expected_slot_includes_a_slot_exactly_now():
 
 
 def test_naive_datetimes_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^an aware datetime is required$"):
         next_run("0 8 * * *", now=datetime(2026, 5, 1, 8, 0))
 
 

@@ -238,6 +238,14 @@ def test_the_heartbeat_and_live_counters_are_flushed_while_running():
         (["success"], 0, ["skipped"], "partial"),
         (["success", "partial"], 0, ["success"], "partial"),
         ([], 0, [], "success"),
+        # Every step skipped (nothing configured): skipped, unless an error or a child says otherwise.
+        (["skipped", "skipped"], 0, [], "skipped"),
+        (["skipped"], 1, [], "partial"),
+        (["skipped"], 0, ["skipped"], "partial"),  # a child held by the lock
+        (["skipped"], 0, ["partial"], "partial"),
+        # A child status the ranking does not know (one still running) never makes the parent worse.
+        (["success"], 0, ["running", "queued"], "success"),
+        (["success", "partial"], 0, ["running"], "partial"),
     ],
 )
 def test_compute_run_status(steps, errors, children, expected):
