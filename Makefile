@@ -58,7 +58,7 @@ lint: setup
 mypy: setup
 	$(BIN)/mypy
 
-# Mutation testing of the core logic (docs/mutation-testing.md). Slow: not part of `make test` or CI.
+# Mutation testing of the core logic (docs/development.md, "Mutation testing"). Slow: not part of `make test` or CI.
 # What is mutated and which tests run: [tool.mutmut] in pyproject.toml and tools/mutmut-coverage.toml.
 # Two workers (one per core; each has its own SQLite test file), niced. mutmut keeps its results
 # in mutants/ and only re-tests changed functions on the next run; `make mutate-clean` starts afresh.
