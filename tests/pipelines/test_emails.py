@@ -154,8 +154,13 @@ def destinations(httpserver, settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_laposta_and_freescout_refuse_exactly_the_invalid_addresses(destinations):
+    # The registry's column holds at most 254 characters (PostgreSQL enforces it), so an
+    # address over that never reaches FreeScout from the registry: the readers refuse it first.
+    max_length = Member._meta.get_field("email").max_length
+    too_long = {code for code, address in PAIRS if len(address) > max_length}
     for code, address in PAIRS:
-        Member.objects.create(knvb_id=code, last_name="Jansen", email=address)
+        if code not in too_long:
+            Member.objects.create(knvb_id=code, last_name="Jansen", email=address)
     run = destinations([MemberRecord(knvb_id=code, last_name="Jansen", email=a) for code, a in PAIRS],
                        [ParentRecord(email=a, name="Ouder") for _code, a in PAIRS])
     errors = RunError.objects.filter(run=run)
@@ -165,7 +170,7 @@ def test_laposta_and_freescout_refuse_exactly_the_invalid_addresses(destinations
 
     assert refused("laposta-prepare", "knvb_id") == INVALID_CODES
     assert refused("laposta-prepare", "email") == {a.strip()[:40] for a in INVALID_ADDRESSES}
-    assert refused("freescout-sync", "knvb_id") == INVALID_CODES
+    assert too_long and refused("freescout-sync", "knvb_id") == INVALID_CODES - too_long
     message = errors.get(step_name="freescout-sync", identifier=PAIRS[len(VALID)][0]).message
     assert message == "Invalid email address 'jöran@example.nl' ('ö' cannot be in the part before the @): " \
                       "not sent to FreeScout"
