@@ -126,3 +126,19 @@ def test_a_secret_with_a_space_and_base64_padding_is_masked_in_every_encoding(se
         assert redact(text) == expected
     finally:
         clear_secret_cache()
+
+
+def test_a_base64_form_ending_in_a_letter_is_masked_up_to_its_last_character(settings):
+    import base64
+
+    from runs.redact import clear_secret_cache
+
+    key = "lp-key-0W"  # base64 "bHAta2V5LTBX": no padding, ends in X
+    settings.LAPOSTA_API_KEY = key
+    clear_secret_cache()
+    try:
+        basic = base64.b64encode(key.encode()).decode()
+        assert basic == "bHAta2V5LTBX"
+        assert redact(f"rejected {basic} (no keyword)") == "rejected *** (no keyword)"
+    finally:
+        clear_secret_cache()

@@ -374,3 +374,19 @@ def test_end_run_without_waiting_is_committed_after_wait_written():
     assert (run.status, run.error_count, run.failed) == ("partial", 50, 50)
     assert len(errors_of(run_id)) == 50
     t.wait_written()  # again: nothing left to wait for
+
+
+def test_a_childs_errors_show_in_the_parents_live_error_count_while_it_runs():
+    t = RunTracker("all", flush_interval=0.01)
+    run_id = t.start_run()
+    t.add_child_errors(3)
+    t.add_child_errors(0)
+    # The writer flushes on its own; wait for it (bounded) without sleeping.
+    for _ in range(500):
+        if Run.objects.get(pk=run_id).error_count == 3:
+            break
+        t.cancel_event.wait(0.01)
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.error_count) == ("running", 3)
+    assert t.end_run() == "partial"
+    assert Run.objects.get(pk=run_id).error_count == 3
