@@ -170,3 +170,17 @@ def test_a_retired_row_without_an_identifier_is_filed_under_its_pk_and_a_vanishe
     (change,) = RecordChange.objects.filter(identifier=str(team.pk))
     assert (change.identifier_kind, change.action, change.changes) == ("team", ChangeAction.RETIRED,
                                                                       {"kind": ["", "gone"]})
+
+
+def test_an_update_of_a_row_deleted_meanwhile_is_no_error_and_the_others_are_filed():
+    for n in (1, 2):
+        Team.objects.create(sportlink_id=f"T{n}", name=f"Team {n}", source_hash="old")
+    step = direct_step(tracked=True)
+    existing = existing_hashes(Team.objects.all(), "sportlink_id")
+    Team.objects.filter(sportlink_id="T2").delete()  # e.g. in the admin, after the run read the hashes
+    with Upserter(step, Team, existing=existing, fields=("name",), dry_run=False, identifier_kind="team") as upserter:
+        for n in (1, 2):
+            upserter.add(None, key=f"T{n}", values={"sportlink_id": f"T{n}", "name": f"Team {n}b"}, digest="new")
+    assert (step.state.updated, step.state.failed) == (2, 0)
+    assert list(Team.objects.values_list("sportlink_id", "name")) == [("T1", "Team 1b")]
+    assert [(c.identifier, c.changes) for c in RecordChange.objects.all()] == [("T1", {"name": ["Team 1", "Team 1b"]})]
