@@ -26,6 +26,7 @@ VALID = [
     "a.b+c@sub.example.nl",
     "o'brien@example.ie",
     "jan_j-2@example.co.uk",
+    "piet@mail.club2.nl",             # a digit in a label before the top-level domain
     "a{b}@example.nl",                # odd but allowed by RFC 5322 and the mail servers
     "anna@café.fr",                   # an internationalised domain, checked as xn--caf-dma.fr
     "ivan@пример.рф",
@@ -36,6 +37,7 @@ VALID = [
 INVALID = [
     ("jöran@example.nl", "'ö' cannot be in the part before the @"),
     ("jan@example.123", "'example.123' after the @ is not a domain name such as example.nl"),
+    ("jan@mail.example.123", "'mail.example.123' after the @ is not a domain name such as example.nl"),
     ("jan@localhost", "'localhost' after the @ is not a domain name such as example.nl"),
     ("jan@[192.0.2.1]", "'[192.0.2.1]' after the @ is not a domain name such as example.nl"),
     ("jan..jansen@example.nl", "the part before the @ has a dot first, last or twice in a row"),

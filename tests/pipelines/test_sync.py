@@ -9,6 +9,7 @@ from pipelines.sync import Upserter, existing_hashes, source_hash, update_in_bat
 from runs.models import RunError, RunStatus
 from runs.pipeline import register, unregister
 from runs.runner import run_pipeline
+from tests.pipelines.conftest import export_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -265,3 +266,43 @@ def test_rows_known_unchanged_before_they_were_read_are_skipped_and_not_unseen()
     assert counts(run) == (1, 0, 2, 0)
     assert set(unseen) == {"T3"}
     assert Team.objects.get(sportlink_id="T1").name == "T1"
+
+
+@pytest.fixture
+def downloads(export_dir):
+    """A pipeline of two download steps of the demo Nikki export, with and without `describe`.
+
+    Its reader takes a keyword (`unreadable`: one more row it reports as unreadable).
+    """
+    from pipelines.readers import RowError, read_nikki
+    from pipelines.sources import ExportSource
+    from pipelines.sync import download
+
+    results = {}
+
+    def reader(table, *, unreadable):
+        result = read_nikki(table)
+        result.errors.append(RowError(unreadable, "the amount is not a number"))
+        return result
+
+    @register("test-download")
+    def two_downloads(run):
+        source = ExportSource(str(export_dir))
+        results["described"] = download(run, "described", source, "nikki", reader, unreadable=5,
+                                        describe=lambda result: {"contributions": len(result.records)})
+        results["plain"] = download(run, "plain", source, "nikki", reader, unreadable=6)
+
+    yield results
+    unregister("test-download")
+
+
+def test_download_reads_with_the_reader_options_and_records_file_source_and_description(downloads, export_dir):
+    run = run_pipeline("test-download")
+    described, plain = run.steps.get(name="described"), run.steps.get(name="plain")
+    result = downloads["described"]
+    name = export_file(export_dir, "Nikki").name
+    assert described.detail == {"file": name, "source": str(export_dir), "contributions": len(result.records)}
+    assert plain.detail == {"file": name, "source": str(export_dir)}
+    assert (described.read, described.failed) == (result.rows, len(result.errors))
+    added = RunError.objects.filter(run=run, message__contains="not a number").order_by("pk")
+    assert [(e.step_name, e.identifier) for e in added] == [("described", "row 5"), ("plain", "row 6")]

@@ -135,3 +135,52 @@ def test_without_a_label_a_change_has_none(plan):
     updated = run_pipeline(NAME)
     assert [c[3:5] for c in changes(created) + changes(updated)] == [("", ChangeAction.CREATED),
                                                                       ("", ChangeAction.UPDATED)]
+
+
+def direct_step(*, tracked):
+    """A step of the teams pipeline, with a run row (tracked) or without one (untracked: no history)."""
+    from runs.models import Run
+    from runs.pipeline import PipelineRun, Step, get_pipeline
+    from runs.tracker import RunTracker
+
+    tracker = RunTracker("teams")
+    if tracked:
+        tracker.run_id = Run.objects.create(pipeline="teams").pk  # without a writer thread
+    return Step(PipelineRun(get_pipeline("teams"), tracker), "team-sync")
+
+
+def test_an_untracked_run_retires_with_history_asked_but_files_none():
+    pks = [Team.objects.create(sportlink_id=f"T{n}", name=f"Team {n}").pk for n in range(3)]
+    step = direct_step(tracked=False)
+    assert update_in_batches(step, Team, pks, dry_run=False, batch_size=2,
+                             history=Retired({pk: f"VV/{pk}" for pk in pks}, "team"), kind="gone") == 3
+    assert set(Team.objects.values_list("kind", flat=True)) == {"gone"}
+    assert not RecordChange.objects.exists()
+
+
+def test_a_retired_row_without_an_identifier_is_filed_under_its_pk_and_a_vanished_one_is_no_error():
+    team = Team.objects.create(sportlink_id="T1", name="A")
+    vanished = Team.objects.create(sportlink_id="T2", name="B")
+    vanished_pk = vanished.pk
+    vanished.delete()  # e.g. deleted in the admin while the run was going
+    step = direct_step(tracked=True)
+    assert update_in_batches(step, Team, [team.pk, vanished_pk], dry_run=False,
+                             history=Retired({}, "team"), kind="gone") == 2
+    assert Team.objects.get().kind == "gone"
+    (change,) = RecordChange.objects.filter(identifier=str(team.pk))
+    assert (change.identifier_kind, change.action, change.changes) == ("team", ChangeAction.RETIRED,
+                                                                      {"kind": ["", "gone"]})
+
+
+def test_an_update_of_a_row_deleted_meanwhile_is_no_error_and_the_others_are_filed():
+    for n in (1, 2):
+        Team.objects.create(sportlink_id=f"T{n}", name=f"Team {n}", source_hash="old")
+    step = direct_step(tracked=True)
+    existing = existing_hashes(Team.objects.all(), "sportlink_id")
+    Team.objects.filter(sportlink_id="T2").delete()  # e.g. in the admin, after the run read the hashes
+    with Upserter(step, Team, existing=existing, fields=("name",), dry_run=False, identifier_kind="team") as upserter:
+        for n in (1, 2):
+            upserter.add(None, key=f"T{n}", values={"sportlink_id": f"T{n}", "name": f"Team {n}b"}, digest="new")
+    assert (step.state.updated, step.state.failed) == (2, 0)
+    assert list(Team.objects.values_list("sportlink_id", "name")) == [("T1", "Team 1b")]
+    assert [(c.identifier, c.changes) for c in RecordChange.objects.all()] == [("T1", {"name": ["Team 1", "Team 1b"]})]

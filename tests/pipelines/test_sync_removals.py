@@ -6,8 +6,8 @@ The demo pipelines' use of it (people, teams, functions, Laposta) is in test_saf
 import pytest
 
 from pipelines.models import Team
-from pipelines.sync import plural, removals_look_like_a_mistake, retire
-from runs.models import RunError, RunStatus
+from pipelines.sync import Retired, plural, removals_look_like_a_mistake, retire
+from runs.models import ChangeAction, RecordChange, RunError, RunStatus
 from runs.pipeline import register, unregister
 from runs.runner import run_pipeline
 
@@ -40,19 +40,22 @@ def test_a_removal_looks_like_a_mistake_above_both_limits(limits, active, removi
 def retiring(limits):
     """A pipeline retiring the teams not in `plan["keep"]` (their source_hash set to "gone").
 
-    Each run stores what `retire` returned in `plan["retired"]`.
+    Each run stores what `retire` returned in `plan["retired"]`; with `plan["history"]`
+    the retire is filed in the record history under each team's sportlink id.
     """
-    plan = {"keep": set(), "retired": None}
+    plan = {"keep": set(), "retired": None, "history": False}
 
     @register(NAME)
     def retire_teams(run):
         with run.step("team-sync") as step:
             active = list(Team.objects.exclude(source_hash="gone").values_list("sportlink_id", "pk"))
             gone = [pk for code, pk in active if code not in plan["keep"]]
+            history = Retired({pk: code for code, pk in active if pk in gone}, "team") if plan["history"] else None
             plan["retired"] = retire(
                 step, Team, gone, kind="teams", active=len(active),
                 situation=f"The export lists {len(active) - len(gone)} of {len(active)} teams.",
-                effect=f"{plural(len(gone), 'team')} would be gone.", source_hash="gone")
+                effect=f"{plural(len(gone), 'team')} would be gone.", history=history, source_hash="gone",
+                name="(gone)")
 
     yield plan
     unregister(NAME)
@@ -122,6 +125,26 @@ def test_nothing_to_remove_needs_no_guard(retiring):
     run = run_pipeline(NAME)
     assert retiring["retired"] == 0 and run.status == RunStatus.SUCCESS
     assert "held_removals" not in run.steps.get(name="team-sync").detail
+
+
+def test_with_a_minimum_of_0_even_one_removal_of_one_team_is_held(retiring, limits):
+    limits.SYNC_MAX_REMOVALS_MIN = 0
+    teams(1)
+    run = run_pipeline(NAME)
+    assert retiring["retired"] == 0 and gone() == set()
+    assert run.steps.get(name="team-sync").detail["held_removals"] == {"teams": 1}
+
+
+def test_a_retire_files_each_row_in_the_record_history_without_a_label(retiring):
+    retiring.update(keep={"T00"}, history=True)
+    teams(3)
+    run = run_pipeline(NAME)
+    assert retiring["retired"] == 2
+    changes = sorted((c.identifier, c.identifier_kind, c.label, c.action, c.changes)
+                     for c in RecordChange.objects.filter(run=run))
+    # The hash is bookkeeping; the name is shown; no labels given, so none is shown.
+    assert changes == [(code, "team", "", ChangeAction.RETIRED, {"name": [f"Team {n}", "(gone)"]})
+                       for n, code in ((1, "T01"), (2, "T02"))]
 
 
 def test_plural():
