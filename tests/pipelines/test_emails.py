@@ -193,3 +193,20 @@ def test_the_fast_path_for_ascii_agrees_with_the_step_by_step_rule(text):
     address = text.strip()
     fast = len(address) <= 254 and _VALID_ASCII.fullmatch(address) is not None and address.index("@") <= 64
     assert fast == (_problem(address) == "")
+
+
+def test_the_length_limits_hold_at_their_exact_boundaries():
+    local_64, domain = "a" * 64, "example.nl"
+    assert email_problem(f"{local_64}@{domain}") == ""
+    assert email_problem(f"a{local_64}@{domain}") == "the part before the @ is longer than 64 characters"
+    labels = ".".join(["b" * 60] * 4)  # 243 characters: with "x@" and ".nl" exactly 248
+    address_254 = "x" * (254 - len(labels) - len("@.nl")) + "@" + labels + ".nl"
+    assert len(address_254) == 254 and email_problem(address_254) == ""
+    address_255 = "y" + address_254
+    assert email_problem(address_255) == "it is longer than 254 characters"
+
+
+def test_the_message_names_the_field_as_an_email_address_by_default():
+    assert email_error("jan@@example.nl") == \
+        "email address 'jan@@example.nl' is not a valid email address (it has more than one @)"
+    assert email_error(" jan@example.nl ") == ""
