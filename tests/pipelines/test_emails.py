@@ -210,3 +210,13 @@ def test_the_message_names_the_field_as_an_email_address_by_default():
     assert email_error("jan@@example.nl") == \
         "email address 'jan@@example.nl' is not a valid email address (it has more than one @)"
     assert email_error(" jan@example.nl ") == ""
+
+
+def test_the_length_limits_hold_for_an_internationalised_domain_too():
+    """Not ASCII, so these take the step-by-step rule rather than the one expression."""
+    assert email_problem("a" * 64 + "@café.nl") == ""
+    assert email_problem("a" * 65 + "@café.nl") == "the part before the @ is longer than 64 characters"
+    labels = ".".join(["b" * 60] * 4)
+    address = "x" * (254 - len(labels) - len("@café..nl")) + "@café." + labels + ".nl"
+    assert len(address) == 254 and email_problem(address) == ""
+    assert email_problem("y" + address) == "it is longer than 254 characters"
