@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from runs.isotime import iso
 from runs.models import AlertEvent, AlertState, Notification, PipelineSettings, Run, RunError, RunStatus
+from runs.models.run import span_ms
 from runs.pipeline import Pipeline, all_pipelines
 from runs.states import pipeline_states
 from runs.templatetags.runs_extras import format_duration
@@ -131,7 +132,7 @@ def check_run_outcome(pipeline: Pipeline, *, now: datetime, threshold: int | Non
             if kind == "ok":
                 if alerted:
                     began = datetime.fromisoformat(since) if since else run.started_at
-                    note = (f"It was failing for {format_duration(_ms(run.started_at - began))}: "
+                    note = (f"It was failing for {format_duration(span_ms(began, run.started_at))}: "
                             f"{streak} run(s) in a row failed or were partial.")
                     queued.append(_queue_run_notification(AlertEvent.RECOVERED, run, now=now, note=note))
                     state.changed_at = now
@@ -154,10 +155,6 @@ def check_run_outcome(pipeline: Pipeline, *, now: datetime, threshold: int | Non
         state.last_run = runs[0]
         state.save()
     return queued
-
-
-def _ms(delta: timedelta) -> int:
-    return max(0, int(delta.total_seconds() * 1000))
 
 
 def check_reminders(*, now: datetime) -> Notification | None:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from runs.history import plan_problems, write_problems
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
+from runs.models.run import span_ms
 from runs.outcomes import apply_spooled_outcomes, spool_outcome
 from runs.pipeline import Cancelled, PipelineRun, get_pipeline
 from runs.redact import redact, truncate
@@ -146,7 +147,7 @@ def _untracked_outcome(tracker: RunTracker, run: PipelineRun, status: str, messa
     outcome = Run(
         pk=tracker.run_id, pipeline=tracker.pipeline, mode=tracker.mode, parent_id=tracker.parent_id,
         dry_run=tracker.dry_run, status=status, started_at=started, finished_at=finished,
-        duration_ms=max(0, int((finished - started).total_seconds() * 1000)),
+        duration_ms=span_ms(started, finished),
         error_count=tracker.error_count,
         message=truncate(redact(f"{message} {note}" if message else note), RunError.MESSAGE_MAX),
         summary=run.summary, **totals,
@@ -214,7 +215,7 @@ def reap_stale_runs(*, now: datetime | None = None, stale_after: timedelta | Non
             claimed = Run.objects.filter(pk=pk, status=RunStatus.RUNNING, heartbeat_at=heartbeat_at).update(
                 status=RunStatus.ABANDONED,
                 finished_at=last_seen,
-                duration_ms=max(0, int((last_seen - started_at).total_seconds() * 1000)),
+                duration_ms=span_ms(started_at, last_seen),
                 message=(
                     "Abandoned: the process running this pipeline stopped without finishing it "
                     f"(no heartbeat since {timezone.localtime(last_seen):%Y-%m-%d %H:%M:%S})."

@@ -46,6 +46,11 @@ class StepStatus(models.TextChoices):
 HELD_REMOVALS_KEY = "held_removals"
 
 
+def span_ms(start: datetime, end: datetime) -> int:
+    """Whole milliseconds from `start` to `end`, never negative (a clock step back reads as 0)."""
+    return max(0, int((end - start).total_seconds() * 1000))
+
+
 class RunQuerySet(models.QuerySet):
     def running(self) -> RunQuerySet:
         return self.filter(status=RunStatus.RUNNING)
@@ -142,7 +147,7 @@ class Run(models.Model):
         """How long the run went, or has been going so far."""
         if self.duration_ms is not None:
             return self.duration_ms
-        return max(0, int(((now or timezone.now()) - self.started_at).total_seconds() * 1000))
+        return span_ms(self.started_at, now or timezone.now())
 
     @property
     def not_configured(self) -> bool:
