@@ -14,19 +14,21 @@ Two halves, both generic (the engine knows identifiers, not members):
       log.retired("ABC123", {"is_former": [False, True]})
       log.write()           # in the batch's transaction
 
-* `record_problems(tracker)` runs once at the end of a run (the runner calls
-  it). The tracker has collected, in memory, the identifiers that had an
-  error and the items the run processed (`step.item(...)` and
-  `step.processed(...)`). One query loads the pipeline's open problems; the
-  errors open or update problems, identifiers processed without an error
-  resolve theirs, and records that left (retired) resolve every pipeline's.
+* Problems (RecordProblem: one open row per pipeline and identifier) follow
+  the run's errors: the writer thread upserts them with each batch of
+  RunErrors (`upsert_problems`, one INSERT ... ON CONFLICT), and at the end
+  of the run `resolve_problems(tracker)` resolves the open problems the run
+  processed without an error (the tracker has collected, in memory, the
+  identifiers that had an error and the items the run processed:
+  `step.item(...)` and `step.processed(...)`) and those of records that left
+  (retired) in every pipeline.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -35,6 +37,7 @@ from django.db import connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
+from runs.bulksql import execute_rows
 from runs.models import ChangeAction, RecordChange, RecordProblem
 from runs.redact import truncate
 
@@ -152,94 +155,95 @@ class ChangeLog:
 # --- problems ---------------------------------------------------------------------
 
 
-def record_problems(tracker: RunTracker) -> dict[str, int]:
-    """Open, update and resolve RecordProblems from a finished run; see the module docstring.
+#: Problem rows per statement at most (the parameter limit allows fewer on some databases).
+_PROBLEMS_PER_STATEMENT = 1000
+_UPSERTED = ("identifier", "identifier_kind", "step_name", "message", "pipeline", "first_seen_at", "last_seen_at",
+             "first_run", "last_run")
 
-    Returns counts (opened, updated, resolved, left). Dry runs and untracked
-    runs change nothing.
+
+def upsert_problems(problems: dict[str, tuple[str, str, str]], *, pipeline: str, run_id: int,
+                    now: datetime) -> None:
+    """Open or update the problems of one batch of errors.
+
+    `problems`: redacted identifier (at most 255 characters) -> (kind, step,
+    redacted message), the batch's latest error per identifier. Called by the
+    run's writer thread (runs.errorrows) in the transaction that INSERTs the
+    batch's RunErrors, so a problem is there exactly when its error is.
+
+    Multi-row INSERT ... ON CONFLICT statements on the partial unique index
+    `recordproblem_open_unique` (the pipeline's open problem for the
+    identifier): a new identifier opens a problem; an open one takes the
+    latest message, step and kind (an empty kind keeps the old one), is seen
+    now, and counts one more failing run the first time this run fails it (a
+    later batch of the same run only refreshes the message). No read, no row
+    in Python: the database matches them, off the pipeline's interpreter lock.
     """
-    return write_problems(plan_problems(tracker))
+    at = connection.ops.adapt_datetimefield_value(now)
+    rows = [(identifier, kind, step, message, pipeline, at, at, run_id, run_id)
+            for identifier, (kind, step, message) in problems.items()]
+    execute_rows(_upsert_sql, rows, width=len(_UPSERTED), most=_PROBLEMS_PER_STATEMENT)
 
 
-@dataclass
-class ProblemPlan:
-    """What `write_problems` changes: worked out by `plan_problems` (one read),
-    so the runner can do that while the writer thread drains the run's rows."""
+@functools.lru_cache(maxsize=16)
+def _upsert_sql(rows: int, placeholder: str) -> str:
+    qn = connection.ops.quote_name
+    table = qn(RecordProblem._meta.db_table)
+    col = {name: qn(_column(name)) for name in (*_UPSERTED, "failing_runs", "resolved_at", "resolution")}
+    one = "(" + ", ".join([placeholder] * len(_UPSERTED)) + ", 1, '')"
+    last_run, kind = col["last_run"], col["identifier_kind"]
+    # Identifiers come from the model's _meta (quoted); values are parameters.
+    return (
+        f"INSERT INTO {table} AS p ({', '.join(col[name] for name in _UPSERTED)}, {col['failing_runs']}, "  # noqa: S608
+        f"{col['resolution']}) VALUES {', '.join([one] * rows)} "
+        f"ON CONFLICT ({col['pipeline']}, {col['identifier']}) WHERE {col['resolved_at']} IS NULL DO UPDATE SET "
+        f"{col['failing_runs']} = p.{col['failing_runs']} + CASE WHEN p.{last_run} IS NOT NULL "
+        f"AND p.{last_run} = excluded.{last_run} THEN 0 ELSE 1 END, "
+        f"{col['message']} = excluded.{col['message']}, {col['step_name']} = excluded.{col['step_name']}, "
+        f"{kind} = CASE WHEN excluded.{kind} <> '' THEN excluded.{kind} ELSE p.{kind} END, "
+        f"{col['last_seen_at']} = excluded.{col['last_seen_at']}, {last_run} = excluded.{last_run}"
+    )
 
-    pipeline: str
-    run_id: int
-    now: datetime
-    new: list[tuple[str, str, str, str]]  # (identifier, kind, step, message) to open
-    changed: list[tuple]  # (*_UPDATED values, pk): message, step or kind changed
-    again: list[int]  # pks failing the same way again
-    fixed: list[int]  # pks the run processed without an error
-    left: list[str]  # identifiers of records that left the registry
+
+def problem_identifier(redacted: str) -> str:
+    """A redacted error identifier as a problem stores it (at most 255 characters)."""
+    return redacted if len(redacted) <= 255 else truncate(redacted, 255)
 
 
-def plan_problems(tracker: RunTracker) -> ProblemPlan | None:
-    """Read the pipeline's open problems and work out what the run changes
-    (None for a dry run or an untracked run: nothing)."""
+def resolve_problems(tracker: RunTracker) -> dict[str, int]:
+    """Resolve the problems a finished run fixed, and those of records that left.
+
+    The run's errors have opened and updated their problems as they were
+    written (`upsert_problems`); what is left for the end of the run:
+
+    * `fixed`: the pipeline's open problems this run did not fail (their last
+      run is another) whose identifier it processed without an error;
+    * `left`: every pipeline's open problems on a record that left the registry
+      in this run (unless this run also had an error on it).
+
+    Returns counts (resolved, left). Dry runs and untracked runs change nothing.
+    """
+    counts = {"resolved": 0, "left": 0}
     if tracker.run_id is None or tracker.held_by is not None or tracker.dry_run:
-        return None
-    now = timezone.now()
-    # The writer redacted these texts for the run's RunErrors: each is redacted once per run
-    # (the message cut like RunError.message). The caches' dicts first: cheaper than a call.
-    redactions = tracker.redactions
-    redacted_ids, redacted_messages = redactions.identifiers, redactions.messages
-    errors: dict[str, tuple[str, str, str]] = {}
-    for identifier, (kind, message, step_name) in tracker.error_identifiers.items():
-        if kind in NOT_A_RECORD:
-            continue
-        redacted = redacted_ids.get(identifier) or redactions.identifier(identifier)
-        errors[redacted if len(redacted) <= 255 else truncate(redacted, 255)] = (kind, message, step_name)
-    pipeline = tracker.pipeline[:64]
-    # Index: recordproblem_open_unique (pipeline, identifier) where open.
-    # Plain rows, not model instances (nor the ORM's per-row values_list
-    # handling): a run with 10,000 failing records reads and rewrites 10,000
-    # problems (bench/tracker.py).
-    query = (RecordProblem.objects.filter(pipeline=pipeline, resolved_at__isnull=True).order_by()
-             .values_list("identifier", "pk", "last_run_id", "failing_runs", "identifier_kind", "message",
-                          "step_name").query)
-    with connection.cursor() as cursor:
-        cursor.execute(*query.sql_with_params())
-        open_problems = {row[0]: row[1:] for row in cursor.fetchall()}
-    fixed: list[int] = []
-    if open_problems:
-        candidates = open_problems.keys() - errors.keys()
-        if candidates:
-            processed = _processed_identifiers(tracker, candidates)
-            fixed = [open_problems[i][0] for i in candidates & processed]
-    new, changed, again = [], [], []
-    run_id = tracker.run_id
-    for identifier, (kind, message, step_name) in errors.items():
-        text = redacted_messages.get(message) or redactions.message(message)
-        problem = open_problems.get(identifier)
-        if problem is None:
-            new.append((identifier, kind[:32], step_name[:100], text))
-            continue
-        pk, last_run_id, failing_runs, old_kind, old_text, old_step = problem
-        step_name, kind = step_name[:100], kind[:32] or old_kind
-        if last_run_id != run_id and (text, step_name, kind) == (old_text, old_step, old_kind):
-            again.append(pk)  # the same failure again: only the run's own fields change
-            continue
-        if last_run_id != run_id:
-            failing_runs += 1
-        changed.append((failing_runs, text, step_name, now, run_id, kind, pk))
-    left = sorted(tracker.left_identifiers - errors.keys())
-    return ProblemPlan(pipeline=pipeline, run_id=run_id, now=now, new=new, changed=changed, again=again,
-                       fixed=fixed, left=left)
-
-
-def write_problems(plan: ProblemPlan | None) -> dict[str, int]:
-    """Apply a plan in one transaction; returns counts (opened, updated, resolved, left)."""
-    counts = {"opened": 0, "updated": 0, "resolved": 0, "left": 0}
-    if plan is None:
         return counts
-    now, run_id, fixed, left = plan.now, plan.run_id, plan.fixed, plan.left
+    run_id, now = tracker.run_id, timezone.now()
+    # Index: recordproblem_open_unique (pipeline, identifier) where open.
+    with connection.cursor() as cursor:
+        query = (RecordProblem.objects.filter(pipeline=tracker.pipeline[:64], resolved_at__isnull=True)
+                 .exclude(last_run_id=run_id).order_by().values_list("identifier", "pk").query)
+        cursor.execute(*query.sql_with_params())
+        candidates = dict(cursor.fetchall())
+    failed: set[str] | None = None
+    if candidates or tracker.left_identifiers:
+        # The identifiers this run had an error on, as the problems store them.
+        redact = tracker.redactions.identifier
+        failed = {problem_identifier(redact(i)) for i in tracker.error_identifiers}
+    fixed: list[int] = []
+    if candidates:
+        wanted = candidates.keys() - (failed or set())
+        if wanted:
+            fixed = [candidates[i] for i in wanted & _processed_identifiers(tracker, wanted)]
+    left = sorted(tracker.left_identifiers - (failed or set()))
     with transaction.atomic():
-        _open_problems(plan.new, plan.pipeline, now, run_id)
-        _update_problems(plan.changed)
-        _failed_again(plan.again, now, run_id)
         for start in range(0, len(fixed), 500):
             counts["resolved"] += RecordProblem.objects.filter(pk__in=fixed[start:start + 500]).update(
                 resolved_at=now, resolved_run_id=run_id, resolution=RecordProblem.Resolution.FIXED)
@@ -248,80 +252,12 @@ def write_problems(plan: ProblemPlan | None) -> dict[str, int]:
             counts["left"] += RecordProblem.objects.filter(
                 identifier__in=left[start:start + 500], resolved_at__isnull=True).update(
                 resolved_at=now, resolved_run_id=run_id, resolution=RecordProblem.Resolution.LEFT)
-    counts["opened"], counts["updated"] = len(plan.new), len(plan.changed) + len(plan.again)
     return counts
-
-
-_OPENED = ("identifier", "identifier_kind", "step_name", "message", "pipeline", "first_seen_at", "last_seen_at",
-           "failing_runs", "first_run", "last_run", "resolved_at", "resolved_run", "resolution")
 
 
 def _column(name: str) -> str:
     """RecordProblem's database column for a concrete field."""
     return cast(Field, RecordProblem._meta.get_field(name)).column
-
-
-def _open_problems(rows: list[tuple[str, str, str, str]], pipeline: str, now: datetime, run_id: int) -> None:
-    """INSERT new problems: rows of (identifier, kind, step, message), one executemany
-    (bulk_create builds a model instance per row: seconds for 10,000 new problems)."""
-    if not rows:
-        return
-    qn = connection.ops.quote_name
-    meta = RecordProblem._meta
-    columns = ", ".join(qn(_column(name)) for name in _OPENED)
-    at = connection.ops.adapt_datetimefield_value(now)
-    sql = (f"INSERT INTO {qn(meta.db_table)} ({columns}) "  # noqa: S608 - quoted names, bound values
-           f"VALUES ({', '.join(['%s'] * len(_OPENED))})")
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, [(*row, pipeline, at, at, 1, run_id, run_id, None, None, "") for row in rows])
-
-
-# Ids per UPDATE of the problems that failed the same way again (within SQLite's 999 parameters).
-_IDS_PER_UPDATE = 900
-
-
-def _failed_again(pks: list[int], now: datetime, run_id: int) -> None:
-    """One more failing run for problems whose message, step and kind did not change: one
-    UPDATE per _IDS_PER_UPDATE ids (an UPDATE per row, or the ORM's per-value `pk__in`
-    handling, cost 10,000 failing records a third of a second)."""
-    if not pks:
-        return
-    qn = connection.ops.quote_name
-    meta = RecordProblem._meta
-    failing, seen, last_run = (qn(_column(name)) for name in ("failing_runs", "last_seen_at",
-                                                                             "last_run"))
-    at = connection.ops.adapt_datetimefield_value(now)
-    with connection.cursor() as cursor:
-        for start in range(0, len(pks), _IDS_PER_UPDATE):
-            chunk = pks[start:start + _IDS_PER_UPDATE]
-            # Identifiers come from the model's _meta (quoted); values are parameters.
-            cursor.execute(f"UPDATE {qn(meta.db_table)} SET {failing} = {failing} + 1, {seen} = %s, "  # noqa: S608
-                           f"{last_run} = %s WHERE {qn(meta.pk.column)} IN ({', '.join(['%s'] * len(chunk))})",
-                           [at, run_id, *chunk])
-
-
-_UPDATED = ("failing_runs", "message", "step_name", "last_seen_at", "last_run", "identifier_kind")
-
-
-def _update_problems(rows: list[tuple]) -> None:
-    """UPDATE the still-failing problems whose message, step or kind changed: rows of
-    (*_UPDATED values, pk), one executemany.
-
-    bulk_update writes a CASE per column per batch, which on 10,000 failing
-    records cost seconds (bench/tracker.py); this is one plain UPDATE per row.
-    """
-    if not rows:
-        return
-    fields = [cast("Field", RecordProblem._meta.get_field(name)) for name in _UPDATED]  # concrete columns
-    qn = connection.ops.quote_name
-    assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
-    # Identifiers come from the model's _meta (quoted); values are parameters.
-    sql = (f"UPDATE {qn(RecordProblem._meta.db_table)} SET {assignments} "  # noqa: S608
-           f"WHERE {qn(RecordProblem._meta.pk.column)} = %s")
-    at = connection.ops.adapt_datetimefield_value(rows[0][3])  # one timestamp for the whole run
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, [(failing, text, step, at, run_id, kind, pk)
-                                 for failing, text, step, _now, run_id, kind, pk in rows])
 
 
 def _processed_identifiers(tracker: RunTracker, wanted: set[str]) -> set[str]:

@@ -241,13 +241,12 @@ class Step:
             identifier, kind = self._tracker.identify(obj)
         else:
             kind = identifier_kind
+        traceback: str
         if isinstance(exc, BaseException):
-            self._tracker.record_error(step_id=self.id, step_name=self.name, identifier=identifier,
-                                       identifier_kind=kind or identifier_kind, message=exception_message(exc),
-                                       traceback=format_exception(exc))
+            message, traceback = exception_message(exc), format_exception(exc)
         else:
-            self._tracker.record_error(step_id=self.id, step_name=self.name, identifier=identifier,
-                                       identifier_kind=kind or identifier_kind, message=exc)
+            message, traceback = exc, ""
+        self._tracker.item_error(self.id, self.name, identifier, kind or identifier_kind, message, traceback)
 
     def processed(self, identifiers: Any) -> None:
         """Mark records as handled without an error outside `step.item` (e.g.

@@ -94,6 +94,20 @@ def redact(text: str) -> str:
     return text
 
 
+def needs_redaction(text: str) -> bool:
+    """Whether `redact(text)` could change `text`: its guards, without the work.
+
+    Every guard is a substring test, so for texts joined into one, a False
+    holds for each of them (runs.errorrows checks a batch of texts at once).
+    """
+    for secret in _known_secrets():
+        if secret in text:
+            return True
+    if "://" in text and "@" in text:
+        return True
+    return (":" in text or "=" in text) and _has_keyword(text.lower())
+
+
 def _has_keyword(low: str) -> bool:
     """Whether lower-cased `low` contains one of _KEYWORDS (spelled out: a third of
     `any(map(low.__contains__, _KEYWORDS))`, and every error's exception line has a ":")."""

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from runs.history import plan_problems, write_problems
+from runs.history import resolve_problems
 from runs.models import Run, RunError, RunStatus, RunStep, StepStatus
 from runs.models.run import span_ms
 from runs.outcomes import apply_spooled_outcomes, spool_outcome
@@ -47,8 +46,9 @@ def run_pipeline(
     `cancelled`. Raises UnknownPipeline for a name that is not registered.
 
     `only`: identifiers to sync alone (`run.only`, recorded on the run).
-    After the run, its errors and processed records update the open
-    problems (runs.history.record_problems).
+    The run's errors open and update problems as they are written; after the
+    run, the records it processed without an error resolve theirs
+    (runs.history.resolve_problems).
     `allow_removals` lets through removals the pipeline would hold back as a
     likely mistake (recorded on the run).
     """
@@ -110,12 +110,8 @@ def run_pipeline(
                                         run.child_statuses)
             if status == RunStatus.SKIPPED:
                 message = not_configured_message(run.step_states())
-        # The run's problems are read and worked out while the writer drains the
-        # last rows, and written once the run's final row is committed.
-        tracker.end_run(status=status, summary=run.summary, message=message, wait=False)
-        plan = _problems(plan_problems, tracker)
-        tracker.wait_written()
-        _problems(write_problems, plan)
+        tracker.end_run(status=status, summary=run.summary, message=message)
+        _resolve_problems(tracker)
     if escaped is not None:
         raise escaped
     if tracker.run_id is not None and tracker.final_written:
@@ -163,15 +159,15 @@ def _untracked_outcome(tracker: RunTracker, run: PipelineRun, status: str, messa
     return outcome
 
 
-def _problems(step: Callable[[Any], Any], arg: Any) -> Any:
-    """Run one half of runs.history.record_problems. Like tracking itself: a
-    failure is logged, never raised into the run."""
+def _resolve_problems(tracker: RunTracker) -> None:
+    """runs.history.resolve_problems, once the run's rows are committed. Like
+    tracking itself: a failure is logged, never raised into the run."""
+    if tracker.run_id is None or not tracker.final_written:
+        return
     try:
-        return step(arg)
+        resolve_problems(tracker)
     except Exception:
-        logger.exception("could not update the open problems of run #%s (%s)", getattr(arg, "run_id", None),
-                         step.__name__)
-        return None
+        logger.exception("could not resolve the open problems of run #%s", tracker.run_id)
 
 
 def _load(tracker: RunTracker, name: str) -> Run:

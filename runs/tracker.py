@@ -132,16 +132,16 @@ class RunTracker:
         self._writer: Writer | None = None
         # The writer reports back here: problem, errors_lost, final_written, cancel_reason.
         self._report = WriterReport()
-        #: The error texts the writer redacted, each once (runs.history.record_problems reuses them).
+        #: The error texts the writer redacted, each once (runs.history.resolve_problems reuses them).
         self.redactions = self._report.redactions
         self._ended = False
         #: The run's scope (runsync --only): identifiers, or None for every record.
         self.only = list(only) if only else None
-        # Record history (runs.history.record_problems reads these at the end):
-        # identifier -> (kind, latest message, step) of every error with an
-        # identifier; the items processed (objects, identified lazily, or
-        # identifiers); identifiers of records that left the registry.
-        self.error_identifiers: dict[str, tuple[str, str, str]] = {}
+        # Record history (runs.history.resolve_problems reads these at the end):
+        # the identifiers that had an error; the items processed (objects,
+        # identified lazily, or identifiers); identifiers of records that left
+        # the registry. (The writer opens and updates the problems themselves.)
+        self.error_identifiers: set[str] = set()
         self.processed_items: list[Any] = []
         self.left_identifiers: set[str] = set()
 
@@ -189,7 +189,7 @@ class RunTracker:
         self._started_mono = time.monotonic()
         self._writer = Writer(pipeline=self.pipeline, rows=self._queue, wake=self._wake, steps=self.steps,
                               cancel_event=self.cancel_event, report=self._report,
-                              flush_interval=self.flush_interval)
+                              flush_interval=self.flush_interval, problems=not self.dry_run)
         self._writer.start()
         call = Call(self._insert_run, sets_run_id=True)
         self._put(call, wake=True)
@@ -241,8 +241,7 @@ class RunTracker:
         `status`: None computes it from the steps and errors; True means "the
         pipeline succeeded" (computed: success or partial); False is `failed`.
         Returns the final status. With `wait=False` the final row is only
-        queued: call `wait_written()` (the runner reads the run's open problems
-        meanwhile, runs.history.plan_problems).
+        queued: call `wait_written()` before reading what the run wrote.
         """
         if self._ended or self.run_id is None or self._writer is None or self.held_by is not None:
             return self.status  # a refused start already wrote its `skipped` run
@@ -393,6 +392,24 @@ class RunTracker:
             return
         self._put(self._error_row(step_id, step_name, identifier, identifier_kind, message, traceback), errors=1)
 
+    def item_error(self, step_id: int | None, step_name: str, identifier: Any, identifier_kind: str, message: Any,
+                   traceback: str) -> None:
+        """`record_error` for one failed item (runs.pipeline.Step.fail_item): the same row,
+        positional arguments and no wrapper, as a sync may fail thousands of items."""
+        try:
+            if self.held_by is not None:
+                return
+            if self.run_id is None:
+                self.error_count += 1
+                return
+            self._queue.put(self._error_row(step_id, step_name, identifier, identifier_kind, message, traceback))
+            self._unflushed_errors += 1
+            if self._unflushed_errors >= ERROR_BATCH:
+                self._unflushed_errors = 0
+                self._wake.set()
+        except Exception:
+            logger.exception("run tracking failed in item_error (the pipeline goes on)")
+
     def _error_row(self, step_id: Any, step_name: str, identifier: Any, identifier_kind: str, message: Any,
                    traceback: str) -> tuple:
         if not step_name and step_id in self.steps:
@@ -402,7 +419,7 @@ class RunTracker:
         message = str(message) if message else ""
         identifier = "" if identifier is None or identifier == "" else str(identifier)[:255]
         if identifier:
-            self.error_identifiers[identifier] = (kind, message, step_name)
+            self.error_identifiers.add(identifier)
         # A float timestamp (the writer makes it created_at: cheaper than timezone.now()). Plain values
         # only (a str traceback, flagged "already redacted"): the GC untracks such a tuple at its first
         # pass, so queued rows never reach the old generation (a RedactedText did: full collections).

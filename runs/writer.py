@@ -14,13 +14,15 @@ whether the final run row is committed, why it cancelled the run).
   A separate thread simply waits its turn (and retries "database is locked"
   until the run ends) while the pipeline goes on.
 * The pipeline never waits on tracking I/O in its item loop: errors are queued and written in
-  batches (multi-row INSERTs, `_insert_errors`), redacted here, each distinct identifier and
-  message once per run (`Redactions`, reused by runs.history.record_problems). Counters live in
+  batches by `runs.errorrows.ErrorRows` (redacted here, each distinct identifier and message
+  once per run; multi-row INSERTs), and the problems they open or update are upserted in the
+  same transaction (runs.history.upsert_problems): the end of the run only resolves. Counters live in
   memory and are flushed, with the heartbeat and the run's error count, every
-  flush interval (RUNS_FLUSH_INTERVAL_S, 1 s) or as soon as ERROR_BATCH errors
-  wait; each flush also notices a cancel request or a scheduler shutdown and
-  sets the cancel event. The `Stop` item writes the final run row (with the
-  tracker's final error count) and ends the thread.
+  flush interval (RUNS_FLUSH_INTERVAL_S, 1 s); each such flush also notices a
+  cancel request or a scheduler shutdown and sets the cancel event. Between
+  them, as soon as ERROR_BATCH errors wait, they are written on their own, so
+  what is left for the end of the run is small. The `Stop` item writes the
+  final run row (with the tracker's final error count) and ends the thread.
 
 Queue items: `Call` (run a function here, e.g. the run row's INSERT, and hand
 back its result), `Stop`, and tuples ("step", StepState), ("error", *row),
@@ -29,38 +31,28 @@ back its result), `Stop`, and tuples ("step", StepState), ("error", *row),
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, InternalError, OperationalError, ProgrammingError, connection, transaction
 from django.utils import timezone
 
 from runs import shutdown
-from runs.models import Run, RunError, RunStep, StepStatus
-from runs.redact import redact, truncate, truncate_traceback
+from runs.errorrows import ErrorRows, Redactions
+from runs.models import Run, RunStep, StepStatus
 
 logger = logging.getLogger("runs.tracker")
 
 #: The writer is woken to write errors once this many are waiting (it also wakes on its interval).
-ERROR_BATCH = 2000
+ERROR_BATCH = 500
 #: How long the final write may keep retrying a locked database.
 DRAIN_TIMEOUT_S = 120.0
-# Rows per INSERT statement, within the database's limit on parameters (9 per row).
-_ROWS_PER_INSERT = 1000
-_ERROR_COLUMNS = ("run_id", "step_id", "pipeline", "step_name", "identifier", "identifier_kind", "message",
-                  "traceback", "created_at")
-# A run with more distinct texts than this redacts the rest without remembering them.
-_REDACTIONS_MAX = 50_000
-
-
 def describe_db_problem(exc: BaseException) -> str:
     """A volunteer-readable cause for a database error (never the raw text: it
     can carry host names or SQL)."""
@@ -107,33 +99,6 @@ class Call:
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
-
-
-class Redactions:
-    """Redacted texts of one run, each computed once: the writer fills it while it
-    prepares error rows, runs.history.record_problems reads it at the end."""
-
-    def __init__(self) -> None:
-        self.identifiers: dict[str, str] = {}
-        self.messages: dict[str, str] = {}
-
-    def identifier(self, text: str) -> str:
-        """`redact(text)`."""
-        done = self.identifiers.get(text)
-        if done is None:
-            done = redact(text)
-            if len(self.identifiers) < _REDACTIONS_MAX:
-                self.identifiers[text] = done
-        return done
-
-    def message(self, text: str) -> str:
-        """`truncate(redact(text), RunError.MESSAGE_MAX)`."""
-        done = self.messages.get(text)
-        if done is None:
-            done = truncate(redact(text), RunError.MESSAGE_MAX)
-            if len(self.messages) < _REDACTIONS_MAX:
-                self.messages[text] = done
-        return done
 
 
 @dataclass
@@ -199,7 +164,7 @@ class Writer(threading.Thread):
 
     def __init__(self, *, pipeline: str, rows: queue.SimpleQueue, wake: threading.Event,
                  steps: dict[int, StepState], cancel_event: threading.Event, report: WriterReport,
-                 flush_interval: float) -> None:
+                 flush_interval: float, problems: bool = True) -> None:
         super().__init__(name=f"run-writer-{pipeline}", daemon=True)
         self.pipeline = pipeline
         self.queue = rows
@@ -213,11 +178,8 @@ class Writer(threading.Thread):
         self.step_pks: dict[int, int] = {}
         self.written: dict[int, tuple] = {}  # local step id -> counts last written
         self.pending_steps: list[StepState] = []
-        self.pending_errors: list[tuple] = []
-        # Tuples of plain values, not lists: the garbage collector stops tracking such a
-        # tuple at its first pass, so a batch in flight is never promoted to the old
-        # generation (lists were, and triggered full collections of the whole process).
-        self.prepared_errors: list[tuple] = []
+        # The errors taken and not yet committed (with the problems they open or update).
+        self.errors = ErrorRows(pipeline=pipeline, redactions=report.redactions, problems=problems)
         self.disabled = False
         self.errors_disabled = False
 
@@ -252,13 +214,17 @@ class Writer(threading.Thread):
                     self._call(item)
                 else:
                     self._take(item)
-                if len(self.pending_errors) >= ERROR_BATCH and self.run_id is not None:
+                if len(self.errors.pending) >= ERROR_BATCH and self.run_id is not None:
                     wake.set()  # write this batch now, then come straight back for more
                     break
-            if stop is not None or time.monotonic() >= next_flush or len(self.pending_errors) >= ERROR_BATCH:
+            if stop is not None or time.monotonic() >= next_flush:
                 if self._writable():
                     self._flush_with_retry(final=stop)
                 next_flush = time.monotonic() + interval
+            elif len(self.errors.pending) >= ERROR_BATCH and self._writable():
+                # Between heartbeats, a batch of errors is written on its own (no counters, no
+                # cancel check): small batches keep the drain at the end of the run short.
+                self._flush_with_retry(final=None, full=False)
             if stop is not None:
                 # Anything queued after the stop item is written too.
                 leftovers = False
@@ -303,31 +269,31 @@ class Writer(threading.Thread):
             if self.errors_disabled:
                 self.report.errors_lost += 1
             else:
-                self.pending_errors.append(item)
+                self.errors.pending.append(item)
         elif kind == "errors":
             self.errors_taken += len(item[1])
             if self.errors_disabled:
                 self.report.errors_lost += len(item[1])
             else:
-                self.pending_errors.extend(item[1])
+                self.errors.pending.extend(item[1])
         elif kind == "child_errors":
             self.errors_taken += item[1]
 
-    def _flush_with_retry(self, final: Stop | None) -> None:
+    def _flush_with_retry(self, final: Stop | None, *, full: bool = True) -> None:
         delay = 0.05
         other_failures = 0
         deadline = time.monotonic() + DRAIN_TIMEOUT_S if final is not None else None
         last_problem = ""
         while True:
             try:
-                self._flush(final)
+                self._flush(final, full=full)
                 return
             # PostgreSQL reports a missing table as ProgrammingError and a read-only
             # transaction as InternalError (SQLite: OperationalError for both).
             except (OperationalError, ProgrammingError, InternalError) as exc:
                 last_problem = describe_db_problem(exc)
                 if _is_permanent(exc):
-                    if (self.prepared_errors or self.pending_errors) and not self.errors_disabled \
+                    if self.errors and not self.errors_disabled \
                             and "runerror" in str(exc).lower():
                         # Keep what can be kept: the run and its steps without the errors.
                         logger.error("run tracking: cannot store errors for run #%s: %s", self.run_id, exc)
@@ -353,9 +319,9 @@ class Writer(threading.Thread):
                 # the error rows: drop them (counted as lost) and write the
                 # counts and the final run row without them; only if that
                 # fails too is the whole batch dropped.
-                if self.prepared_errors or self.pending_errors:
+                if self.errors:
                     logger.exception("run tracking: dropping %d error row(s) of run #%s that cannot be written",
-                                     len(self.prepared_errors) + len(self.pending_errors), self.run_id)
+                                     len(self.errors), self.run_id)
                     self._lose_errors()
                     continue
                 logger.exception("run tracking: dropping a batch for run #%s: %s", self.run_id, exc)
@@ -376,23 +342,22 @@ class Writer(threading.Thread):
     def _lose_errors(self) -> None:
         """Errors that will never be stored no longer count in the run's error_count
         (it must agree with its RunError rows); the status still knows there were errors."""
-        self.report.errors_lost += len(self.pending_errors) + len(self.prepared_errors)
-        self.pending_errors.clear()
-        self.prepared_errors.clear()
+        self.report.errors_lost += self.errors.lose()
 
     def _drop_pending(self) -> None:
         self.pending_steps.clear()
-        self.pending_errors.clear()
-        self.prepared_errors.clear()
+        self.errors.clear()
 
-    def _flush(self, final: Stop | None) -> None:
+    def _flush(self, final: Stop | None, *, full: bool = True) -> None:
+        """Write what is pending in one transaction: new steps and the errors, and with `full`
+        (the heartbeat) the counters, the run row and, after the commit, a look for a cancel request."""
         report = self.report
         run_id = self.run_id
         assert run_id is not None, "the writer only flushes once the run's row exists"
         now = timezone.now()
         new_step_pks: dict[int, int] = {}
         # Redact and trim before taking the write lock: it is CPU work.
-        self._prepare_errors()
+        self.errors.prepare(run_id)
         with transaction.atomic():
             for state in self.pending_steps:
                 step = RunStep.objects.create(
@@ -401,9 +366,10 @@ class Writer(threading.Thread):
                 )
                 new_step_pks[state.local_id] = step.pk
             pks = {**self.step_pks, **new_step_pks}
+            self.errors.write(pks, run_id=run_id, now=now)
             # Live counters of running steps, and the final row of finished ones.
             changed: dict[int, tuple] = {}
-            for state in list(self.steps.values()):
+            for state in list(self.steps.values()) if full else ():
                 pk = pks.get(state.local_id)
                 if pk is None:
                     continue
@@ -417,20 +383,21 @@ class Writer(threading.Thread):
                                   duration_ms=state.duration_ms, reason=state.reason, detail=state.detail)
                 RunStep.objects.filter(pk=pk).update(**fields)
                 changed[state.local_id] = snapshot
-            if self.prepared_errors:
-                self._insert_errors(pks)
             counted = self.errors_taken if final is None or final.error_count is None else final.error_count
             run_fields: dict[str, Any] = {"heartbeat_at": now, **step_totals(self.steps),
                                           "error_count": max(0, counted - report.errors_lost)}
             if final is not None and final.fields:
                 run_fields.update(final.fields)
-            Run.objects.filter(pk=run_id).update(**run_fields)
+            if full:
+                Run.objects.filter(pk=run_id).update(**run_fields)
         # Committed: only now does the in-memory bookkeeping move on.
         if final is not None and final.fields:
             report.final_written = True
         self.step_pks.update(new_step_pks)
         self.written.update(changed)
         self._drop_pending()
+        if not full:
+            return
         if final is None and not self.cancel_event.is_set():
             requested = Run.objects.filter(pk=run_id).values_list("cancel_requested_at", flat=True).first()
             if requested is not None:
@@ -438,62 +405,3 @@ class Writer(threading.Thread):
         if final is None and not self.cancel_event.is_set() and shutdown.stop_requested():
             report.cancel_reason = shutdown.SHUTDOWN_REASON
             self.cancel_event.set()
-
-    def _prepare_errors(self) -> None:
-        adapt, run_id, pipeline = connection.ops.adapt_datetimefield_value, self.run_id, self.pipeline[:64]
-        redactions = self.report.redactions  # its dicts first: a method call costs more than the lookup
-        identifiers, messages, tb_max = redactions.identifiers, redactions.messages, RunError.TRACEBACK_MAX
-        append = self.prepared_errors.append
-        last_ms, last_value = None, None
-        for _, step_id, step_name, identifier, kind, message, tb, tb_redacted, created in self.pending_errors:
-            # Millisecond precision is plenty; errors of one burst share the adapted value.
-            ms = int(created * 1000)
-            if ms != last_ms:
-                last_ms, last_value = ms, adapt(datetime.fromtimestamp(ms / 1000, tz=UTC))
-            tb = tb if tb_redacted else redact(tb)
-            append((
-                run_id,
-                step_id,  # a local step id until _insert_errors maps it
-                pipeline,
-                step_name,
-                identifiers.get(identifier) or redactions.identifier(identifier),
-                kind,
-                messages.get(message) or redactions.message(message),
-                tb if len(tb) <= tb_max else truncate_traceback(tb, tb_max),
-                last_value,
-            ))
-        self.pending_errors.clear()
-
-    def _insert_errors(self, pks: dict[int, int]) -> None:
-        # Multi-row INSERTs, no model instances (3-4x cheaper than bulk_create,
-        # bench/tracker.py). Not executemany: that releases and retakes the GIL
-        # once per row, and against a CPU-bound pipeline thread each retake waits
-        # out the switch interval (a 2,000-row batch took over a second). So a
-        # batch uses as few statements as the parameter limit allows (SQLite's
-        # is read from the connection: 32,766 or more since 3.32; Django assumes
-        # 999). On SQLite the raw connection is used with "?" placeholders:
-        # Django's cursor wrapper rewrites "%s" with a regex on every execute.
-        width = len(_ERROR_COLUMNS)
-        rows = [(r[0], pks.get(r[1]) if r[1] is not None else None, *r[2:]) for r in self.prepared_errors]
-        sqlite = connection.vendor == "sqlite"
-        connection.ensure_connection()
-        limit = (connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if sqlite
-                 else connection.features.max_query_params) or 999
-        per_statement = max(1, min(_ROWS_PER_INSERT, limit // width))
-        # wrap_database_errors: the raw connection raises sqlite3's own
-        # exceptions; the retry logic expects Django's (locked vs missing table).
-        with connection.cursor() as cursor, connection.wrap_database_errors:
-            execute = connection.connection.execute if sqlite else cursor.execute
-            for start in range(0, len(rows), per_statement):
-                chunk = rows[start : start + per_statement]
-                execute(_insert_sql(len(chunk), width, "?" if sqlite else "%s"),
-                        [value for row in chunk for value in row])
-
-
-@functools.lru_cache(maxsize=16)
-def _insert_sql(rows: int, width: int, placeholder: str) -> str:
-    quote = connection.ops.quote_name
-    one = "(" + ", ".join([placeholder] * width) + ")"
-    return "INSERT INTO {} ({}) VALUES {}".format(  # noqa: S608 - quoted identifiers, bound params
-        quote(RunError._meta.db_table), ", ".join(quote(c) for c in _ERROR_COLUMNS), ", ".join([one] * rows)
-    )

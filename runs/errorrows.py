@@ -1,0 +1,178 @@
+"""A run's errors on their way to the database: the writer thread's half of error tracking.
+
+The pipeline's thread queues each error as a tuple of plain values
+(runs.tracker); the writer (runs.writer) takes them into an `ErrorRows`,
+which, on each flush:
+
+* prepares them: redacted and trimmed, each distinct identifier and message
+  once per run (`Redactions`; a batch whose new texts hold nothing a redaction
+  could touch is cleared with one check of the texts joined);
+* INSERTs them as RunErrors, in multi-row statements;
+* upserts their problems (runs.history.upsert_problems) in the same
+  transaction: the latest error per identifier of the batch, unless the run is
+  a dry run or the identifier names an export line (`NOT_A_RECORD`).
+
+Rows stay here until the flush's transaction commits (`clear`), so a retried
+flush writes them again; `lose` drops the ones that can never be written.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import UTC, datetime
+
+from django.db import DatabaseError, connection, transaction
+
+from runs.bulksql import execute_rows
+from runs.history import NOT_A_RECORD, problem_identifier, upsert_problems
+from runs.models import RunError
+from runs.redact import needs_redaction, redact, truncate, truncate_traceback
+
+logger = logging.getLogger("runs.tracker")
+
+# Rows per INSERT statement, within the database's limit on parameters (9 per row).
+_ROWS_PER_INSERT = 1000
+_ERROR_COLUMNS = ("run_id", "step_id", "pipeline", "step_name", "identifier", "identifier_kind", "message",
+                  "traceback", "created_at")
+# A run with more distinct texts than this redacts the rest without remembering them.
+_REDACTIONS_MAX = 50_000
+
+
+class Redactions:
+    """Redacted texts of one run, each computed once: the writer fills it while it
+    prepares error rows, runs.history.resolve_problems reads it at the end."""
+
+    def __init__(self) -> None:
+        self.identifiers: dict[str, str] = {}
+        self.messages: dict[str, str] = {}
+
+    def identifier(self, text: str) -> str:
+        """`redact(text)`."""
+        done = self.identifiers.get(text)
+        if done is None:
+            done = redact(text)
+            if len(self.identifiers) < _REDACTIONS_MAX:
+                self.identifiers[text] = done
+        return done
+
+    def message(self, text: str) -> str:
+        """`truncate(redact(text), RunError.MESSAGE_MAX)`."""
+        done = self.messages.get(text)
+        if done is None:
+            done = truncate(redact(text), RunError.MESSAGE_MAX)
+            if len(self.messages) < _REDACTIONS_MAX:
+                self.messages[text] = done
+        return done
+
+    def prime(self, identifiers: set[str], messages: set[str]) -> None:
+        """Remember new texts that need no redaction, with one check of them all joined.
+
+        Each of redact's guards is a substring test, so a text holds what a
+        guard looks for only if the joined texts do: a clean join clears every
+        text in it (a guard matched across two texts only costs the per-text way).
+        """
+        new_ids = [t for t in identifiers if t not in self.identifiers]
+        new_messages = [t for t in messages if t not in self.messages]
+        if not (new_ids or new_messages) or len(self.messages) + len(self.identifiers) >= _REDACTIONS_MAX:
+            return
+        if needs_redaction("\n".join(new_ids) + "\n" + "\n".join(new_messages)):
+            return
+        self.identifiers.update((t, t) for t in new_ids)
+        limit = RunError.MESSAGE_MAX
+        self.messages.update((t, t if len(t) <= limit else truncate(t, limit)) for t in new_messages)
+
+
+class ErrorRows:
+    """One run's error rows between the queue and the database; see the module docstring."""
+
+    def __init__(self, *, pipeline: str, redactions: Redactions, problems: bool) -> None:
+        self.pipeline = pipeline[:64]
+        self.redactions = redactions
+        #: Whether errors open and update problems (not in a dry run; off after a failed upsert).
+        self.problems_on = problems
+        self.pending: list[tuple] = []  # as queued: ("error", step_id, step_name, identifier, ...)
+        # Tuples of plain values, not lists: the garbage collector stops tracking such a
+        # tuple at its first pass, so a batch in flight is never promoted to the old
+        # generation (lists were, and triggered full collections of the whole process).
+        self.prepared: list[tuple] = []
+        #: The prepared rows' problems: problem identifier -> (kind, step, message), the latest error's.
+        self.problems: dict[str, tuple[str, str, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.pending) + len(self.prepared)
+
+    def clear(self) -> None:
+        self.pending.clear()
+        self.prepared.clear()
+        self.problems.clear()
+
+    def lose(self) -> int:
+        """Drop every row not yet written; returns how many errors that loses."""
+        lost = len(self)
+        self.clear()
+        return lost
+
+    def prepare(self, run_id: int) -> None:
+        """Redact and trim the pending rows (CPU work, done before the write lock is taken)."""
+        if not self.pending:
+            return
+        adapt, pipeline = connection.ops.adapt_datetimefield_value, self.pipeline
+        redactions = self.redactions  # its dicts first: a method call costs more than the lookup
+        redactions.prime({row[3] for row in self.pending}, {row[5] for row in self.pending})
+        identifiers, messages, tb_max = redactions.identifiers, redactions.messages, RunError.TRACEBACK_MAX
+        append, problems = self.prepared.append, self.problems if self.problems_on else None
+        last_ms, last_value = None, None
+        for _, step_id, step_name, identifier, kind, message, tb, tb_redacted, created in self.pending:
+            # Millisecond precision is plenty; errors of one burst share the adapted value.
+            ms = int(created * 1000)
+            if ms != last_ms:
+                last_ms, last_value = ms, adapt(datetime.fromtimestamp(ms / 1000, tz=UTC))
+            tb = tb if tb_redacted else redact(tb)
+            identifier = identifiers.get(identifier) or redactions.identifier(identifier)
+            message = messages.get(message) or redactions.message(message)
+            append((
+                run_id,
+                step_id,  # a local step id until insert() maps it
+                pipeline,
+                step_name,
+                identifier,
+                kind,
+                message,
+                tb if len(tb) <= tb_max else truncate_traceback(tb, tb_max),
+                last_value,
+            ))
+            if problems is not None and identifier and kind not in NOT_A_RECORD:
+                # A dict: the batch's latest error per identifier wins (one row per identifier
+                # in an upsert statement: PostgreSQL refuses to update a row twice in one).
+                problems[problem_identifier(identifier)] = (kind, step_name, message)
+        self.pending.clear()
+
+    def write(self, pks: dict[int, int], *, run_id: int, now: datetime) -> None:
+        """INSERT the prepared rows and upsert their problems (inside the flush's transaction)."""
+        if self.prepared:
+            _insert_errors(self.prepared, pks)
+        if self.problems and self.problems_on:
+            try:
+                with transaction.atomic():  # a savepoint: the errors stay if it fails
+                    upsert_problems(self.problems, pipeline=self.pipeline, run_id=run_id, now=now)
+            except DatabaseError:
+                # The errors are what the run page shows; problems follow them again from the next run.
+                logger.exception("run tracking: cannot update the open problems of run #%s; "
+                                 "its errors are kept", run_id)
+                self.problems_on = False
+
+
+def _insert_errors(prepared: list[tuple], pks: dict[int, int]) -> None:
+    """INSERT prepared rows, their local step ids mapped to the steps' database ids."""
+    rows = [(r[0], pks.get(r[1]) if r[1] is not None else None, *r[2:]) for r in prepared]
+    execute_rows(_insert_sql, rows, width=len(_ERROR_COLUMNS), most=_ROWS_PER_INSERT)
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_sql(rows: int, placeholder: str) -> str:
+    quote = connection.ops.quote_name
+    one = "(" + ", ".join([placeholder] * len(_ERROR_COLUMNS)) + ")"
+    return "INSERT INTO {} ({}) VALUES {}".format(  # noqa: S608 - quoted identifiers, bound params
+        quote(RunError._meta.db_table), ", ".join(quote(c) for c in _ERROR_COLUMNS), ", ".join([one] * rows)
+    )

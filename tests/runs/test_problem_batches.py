@@ -1,0 +1,172 @@
+"""Problems follow the run's errors batch by batch (the writer upserts them with the RunErrors):
+visible while the run goes on, counted once per run however many batches fail a record,
+the latest message kept, and a failed upsert never costs the run its errors."""
+
+import logging
+import threading
+
+import pytest
+from django.db import connection
+
+from runs.errorrows import Redactions
+from runs.models import RecordProblem, Run, RunError
+from runs.pipeline import register, unregister
+from runs.redact import MASK, clear_secret_cache, needs_redaction, redact
+from runs.runner import run_pipeline
+from runs.writer import ERROR_BATCH
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def pipeline():
+    """Register a pipeline whose body is the given function; unregister it afterwards."""
+    names = []
+
+    def make(name, body):
+        register(name)(body)
+        names.append(name)
+
+    yield make
+    for name in names:
+        unregister(name)
+
+
+def test_a_problem_is_open_while_the_run_that_failed_the_record_is_still_going(pipeline, settings):
+    settings.RUNS_FLUSH_INTERVAL_S = 0.01
+    seen_while_running: list[tuple] = []
+    release = threading.Event()
+
+    def body(run):
+        with run.step("sync") as step:
+            step.fail_item(ValueError("no such team: JO11-1"), identifier="AAA1111", identifier_kind="knvb_id")
+            for _ in range(500):  # wait (at most 5 s) for the writer's next heartbeat to write it
+                if RecordProblem.objects.filter(identifier="AAA1111").exists():
+                    break
+                release.wait(0.01)
+            seen_while_running.extend(RecordProblem.objects.values_list(
+                "identifier", "failing_runs", "resolved_at", "last_run__status"))
+
+    pipeline("live-problems", body)
+    run = run_pipeline("live-problems")
+    assert seen_while_running == [("AAA1111", 1, None, "running")]
+    problem = RecordProblem.objects.get()
+    assert (problem.last_run_id, problem.first_run_id, problem.failing_runs) == (run.pk, run.pk, 1)
+
+
+def test_a_record_failing_in_several_batches_of_one_run_counts_one_failing_run_with_the_latest_message(pipeline):
+    filler = ERROR_BATCH + 7  # errors between the two: they land in different batches
+
+    def body(run):
+        with run.step("sync") as step:
+            step.fail_item("first message", identifier="AAA1111", identifier_kind="knvb_id")
+            step.fail_item("first message", identifier="AAA1111", identifier_kind="knvb_id")  # same batch too
+            for i in range(filler):
+                step.fail_item("filler", identifier=f"F{i}", identifier_kind="knvb_id")
+            step.fail_item("second message", identifier="AAA1111", identifier_kind="")
+
+    pipeline("batches", body)
+    first = run_pipeline("batches")
+    problem = RecordProblem.objects.get(identifier="AAA1111")
+    assert (problem.failing_runs, problem.message, problem.identifier_kind) == (1, "second message", "knvb_id")
+    assert RecordProblem.objects.count() == filler + 1
+    assert RunError.objects.filter(run=first).count() == filler + 3
+
+    second = run_pipeline("batches")
+    problem.refresh_from_db()
+    assert (problem.failing_runs, problem.first_run_id, problem.last_run_id) == (2, first.pk, second.pk)
+    assert RecordProblem.objects.filter(failing_runs=2).count() == filler + 1
+    assert RecordProblem.objects.count() == filler + 1  # updated, none opened twice
+
+
+def test_a_resolved_problem_stays_resolved_and_a_new_failure_opens_another(pipeline):
+    failing = {"AAA1111": True}
+
+    def body(run):
+        with run.step("sync") as step, step.item({"knvb_id": "AAA1111"}):
+            if failing["AAA1111"]:
+                raise ValueError("boom")
+
+    pipeline("reopen", body)
+    run_pipeline("reopen")
+    failing["AAA1111"] = False
+    fixed = run_pipeline("reopen")
+    failing["AAA1111"] = True
+    again = run_pipeline("reopen")
+    old, new = RecordProblem.objects.order_by("pk")
+    assert (old.resolution, old.resolved_run_id, old.failing_runs) == ("fixed", fixed.pk, 1)
+    assert (new.resolved_at, new.first_run_id, new.failing_runs) == (None, again.pk, 1)
+
+
+def test_when_problems_cannot_be_written_the_run_keeps_its_errors(pipeline, caplog):
+    table = RecordProblem._meta.db_table
+
+    def body(run):
+        with run.step("sync") as step:
+            for i in range(3):
+                with step.item({"knvb_id": f"AAA{i}"}):
+                    raise ValueError("boom")
+
+    pipeline("no-problems", body)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+    try:
+        with caplog.at_level(logging.ERROR, logger="runs.tracker"):
+            run = run_pipeline("no-problems")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+    run = Run.objects.get(pk=run.pk)
+    assert (run.status, run.error_count, run.failed) == ("partial", 3, 3)
+    assert RunError.objects.filter(run=run).count() == 3
+    assert "cannot update the open problems" in caplog.text
+    assert not RecordProblem.objects.exists()
+
+
+def test_a_dry_run_opens_no_problem_even_across_batches(pipeline):
+    def body(run):
+        with run.step("sync") as step:
+            for i in range(ERROR_BATCH + 1):
+                step.fail_item("boom", identifier=f"A{i}", identifier_kind="knvb_id")
+
+    pipeline("dry-batches", body)
+    run = run_pipeline("dry-batches", dry_run=True)
+    assert RunError.objects.filter(run=run).count() == ERROR_BATCH + 1
+    assert not RecordProblem.objects.exists()
+
+
+# --- one redaction check per batch ------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "plain text", "e-mailadres: jan@example.org", "https://user:pw@host/x", "api_key=abc", "x" * 10,
+    "Authorization: Bearer abc", "token", "TOKEN: x", "a=b", "scheme://host", "user@host",
+])
+def test_needs_redaction_is_false_only_where_redact_changes_nothing(text):
+    assert needs_redaction(text) or redact(text) == text
+    if redact(text) != text:
+        assert needs_redaction(text)
+
+
+def test_a_batch_with_one_secret_among_clean_texts_still_redacts_that_one(settings):
+    settings.LAPOSTA_API_KEY = "s3cr3t-laposta-key"
+    clear_secret_cache()
+    try:
+        redactions = Redactions()
+        clean = {f"member {i} has no team" for i in range(50)}
+        secret = "request failed: key s3cr3t-laposta-key refused"
+        redactions.prime({"AAA1111"}, clean | {secret})
+        assert secret not in redactions.messages  # the joined check failed: each text on its own
+        assert "s3cr3t" not in redactions.message(secret) and MASK in redactions.message(secret)
+        redactions.prime({"AAA1111"}, clean)
+        assert all(redactions.messages[t] == t for t in clean)
+        assert redactions.identifiers["AAA1111"] == "AAA1111"
+    finally:
+        clear_secret_cache()
+
+
+def test_a_clean_batch_keeps_long_messages_cut_like_one_by_one():
+    redactions = Redactions()
+    long = "y" * (RunError.MESSAGE_MAX + 50)
+    redactions.prime(set(), {long})
+    assert redactions.messages[long] == redact(long)[: RunError.MESSAGE_MAX - 1] + "…"
