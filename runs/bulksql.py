@@ -1,12 +1,15 @@
 """Multi-row statements for the run writer's batches (RunErrors, problem upserts).
 
-A batch of thousands of rows goes to the database in as few statements as the
-parameter limit allows (SQLite's is read from the connection: 32,766 or more
-since 3.32; Django assumes 999), on the raw DB-API connection:
+A batch of hundreds of rows goes to the database in a few multi-row
+statements, on the raw DB-API connection:
 
-* not `executemany`: that releases and retakes the GIL once per row, and
-  against a CPU-bound pipeline thread each retake waits out the switch
-  interval (a 2,000-row batch took over a second);
+* of fixed sizes on SQLite (`execute_rows`): compiling a multi-row statement
+  costs SQLite almost as much as running it, and with a size per batch every
+  batch compiled its own; each statement is also one more wait for the GIL
+  (the writer waits out the switch interval against a CPU-bound pipeline),
+  so the sizes are few and large, the last statement padded;
+* not `executemany`: that releases and retakes the GIL once per row
+  (a 2,000-row batch took over a second);
 * not Django's cursor wrapper: on SQLite it rewrites "%s" with a regex on
   every execute, and with DEBUG on it logs each statement with its
   parameters quoted by the database itself, a query per 999 of them, each
@@ -19,24 +22,70 @@ writer's retry logic reads (locked vs a missing table).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.db import connection
 
+#: SQLite statement sizes, in rows: a batch takes full statements of the larger and, for
+#: the rest, one statement of the larger or up to three of the smaller, the last one padded.
+_SQLITE_SIZES = (256, 16)
 
-def execute_rows(sql: Callable[[int, str], str], rows: Sequence[tuple], *, width: int, most: int = 1000) -> None:
-    """Execute `sql(n, placeholder)` for each chunk of `rows` (n rows of `width` values each)."""
-    if not rows:
+
+def execute_rows(sql: Callable[[int, str, bool], str], params: Sequence[Any], *, width: int) -> None:
+    """Execute the rows of `params` (their values, flat: `width` per row) in multi-row statements.
+
+    `sql(n, placeholder, padded)` is the statement for n rows; with `padded`
+    it must skip the rows whose first value is NULL (`padded_values`).
+
+    On SQLite every statement has one of two fixed sizes (`_SQLITE_SIZES`),
+    the last one padded with NULL rows, so a connection compiles each once,
+    whatever the batch sizes. Elsewhere (PostgreSQL, whose parser is cheap and
+    whose parameter limit Django takes as 999), as few statements as the limit allows.
+    """
+    if not params:
         return
-    sqlite = connection.vendor == "sqlite"
+    rows = len(params) // width
     connection.ensure_connection()
-    limit = (connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if sqlite
-             else connection.features.max_query_params) or 999
-    per_statement = max(1, min(most, limit // width))
-    placeholder = "?" if sqlite else "%s"
     with connection.cursor() as cursor, connection.wrap_database_errors:
-        execute = connection.connection.execute if sqlite else cursor.cursor.execute
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            execute(sql(len(chunk), placeholder), [value for row in chunk for value in row])
+        if connection.vendor == "sqlite":
+            execute = connection.connection.execute
+            big, small = _SQLITE_SIZES
+            start = 0
+            for size in _chunks(rows, big, small):
+                chunk = params[start * width : (start + size) * width]
+                if len(chunk) < size * width:
+                    execute(sql(size, "?", True), [*chunk, *([None] * (size * width - len(chunk)))])
+                else:
+                    execute(sql(size, "?", False), chunk)
+                start += size
+            return
+        per_statement = max(1, (connection.features.max_query_params or 999) // width)
+        for start in range(0, rows, per_statement):
+            n = min(per_statement, rows - start)
+            cursor.cursor.execute(sql(n, "%s", False), params[start * width : (start + n) * width])
+
+
+def _chunks(rows: int, big: int, small: int) -> list[int]:
+    """Statement sizes for `rows` rows: full `big` ones, then one `big` or up to three `small`
+    for the rest (the last one padded)."""
+    sizes = [big] * (rows // big)
+    rest = rows % big
+    if rest > 3 * small:
+        sizes.append(big)
+    elif rest:
+        sizes += [small] * -(-rest // small)
+    return sizes
+
+
+def padded_values(rows: int, width: int, placeholder: str) -> str:
+    """`SELECT * FROM (VALUES ...) WHERE column1 IS NOT NULL`: n rows of `width` parameters,
+    the NULL padding rows left out (SQLite names a VALUES list's columns column1, column2, ...)."""
+    one = "(" + ", ".join([placeholder] * width) + ")"
+    return f"SELECT * FROM (VALUES {', '.join([one] * rows)}) WHERE column1 IS NOT NULL"  # noqa: S608
+
+
+def values(rows: int, width: int, placeholder: str) -> str:
+    """`VALUES (...), (...)`: n rows of `width` parameters."""
+    one = "(" + ", ".join([placeholder] * width) + ")"
+    return "VALUES " + ", ".join([one] * rows)

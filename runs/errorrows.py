@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
-from runs.bulksql import execute_rows
+from runs.bulksql import execute_rows, padded_values, values
 from runs.history import NOT_A_RECORD, problem_identifier, upsert_problems
 from runs.models import RunError
 from runs.redact import needs_redaction, redact, truncate, truncate_traceback
 
 logger = logging.getLogger("runs.tracker")
 
-# Rows per INSERT statement, within the database's limit on parameters (9 per row).
-_ROWS_PER_INSERT = 1000
 _ERROR_COLUMNS = ("run_id", "step_id", "pipeline", "step_name", "identifier", "identifier_kind", "message",
                   "traceback", "created_at")
 # A run with more distinct texts than this redacts the rest without remembering them.
@@ -92,15 +92,15 @@ class ErrorRows:
         #: Whether errors open and update problems (not in a dry run; off after a failed upsert).
         self.problems_on = problems
         self.pending: list[tuple] = []  # as queued: ("error", step_id, step_name, identifier, ...)
-        # Tuples of plain values, not lists: the garbage collector stops tracking such a
-        # tuple at its first pass, so a batch in flight is never promoted to the old
-        # generation (lists were, and triggered full collections of the whole process).
-        self.prepared: list[tuple] = []
+        #: The prepared rows' values, flat (len(_ERROR_COLUMNS) per row): the INSERTs' parameters.
+        #: Plain values only: nothing here for the garbage collector to track.
+        self.prepared: list[Any] = []
         #: The prepared rows' problems: problem identifier -> (kind, step, message), the latest error's.
         self.problems: dict[str, tuple[str, str, str]] = {}
+        self._stamps: _Stamps | None = None  # made on the writer's thread, for its connection
 
     def __len__(self) -> int:
-        return len(self.pending) + len(self.prepared)
+        return len(self.pending) + len(self.prepared) // len(_ERROR_COLUMNS)
 
     def clear(self) -> None:
         self.pending.clear()
@@ -113,27 +113,30 @@ class ErrorRows:
         self.clear()
         return lost
 
-    def prepare(self, run_id: int) -> None:
-        """Redact and trim the pending rows (CPU work, done before the write lock is taken)."""
+    def prepare(self, run_id: int, step_pks: dict[int, int]) -> None:
+        """Redact and trim the pending rows, their steps' local ids mapped to database ids
+        (CPU work, done before the write lock is taken)."""
         if not self.pending:
             return
-        adapt, pipeline = connection.ops.adapt_datetimefield_value, self.pipeline
+        if self._stamps is None:
+            self._stamps = _Stamps()
+        pipeline, stamp = self.pipeline, self._stamps
         redactions = self.redactions  # its dicts first: a method call costs more than the lookup
         redactions.prime({row[3] for row in self.pending}, {row[5] for row in self.pending})
         identifiers, messages, tb_max = redactions.identifiers, redactions.messages, RunError.TRACEBACK_MAX
-        append, problems = self.prepared.append, self.problems if self.problems_on else None
+        extend, problems = self.prepared.extend, self.problems if self.problems_on else None
         last_ms, last_value = None, None
         for _, step_id, step_name, identifier, kind, message, tb, tb_redacted, created in self.pending:
-            # Millisecond precision is plenty; errors of one burst share the adapted value.
+            # Millisecond precision is plenty; errors of one burst share the value.
             ms = int(created * 1000)
             if ms != last_ms:
-                last_ms, last_value = ms, adapt(datetime.fromtimestamp(ms / 1000, tz=UTC))
+                last_ms, last_value = ms, stamp(ms)
             tb = tb if tb_redacted else redact(tb)
             identifier = identifiers.get(identifier) or redactions.identifier(identifier)
             message = messages.get(message) or redactions.message(message)
-            append((
+            extend((
                 run_id,
-                step_id,  # a local step id until insert() maps it
+                step_pks.get(step_id),  # None: a run-wide error (or a step that was never written)
                 pipeline,
                 step_name,
                 identifier,
@@ -144,14 +147,18 @@ class ErrorRows:
             ))
             if problems is not None and identifier and kind not in NOT_A_RECORD:
                 # A dict: the batch's latest error per identifier wins (one row per identifier
-                # in an upsert statement: PostgreSQL refuses to update a row twice in one).
-                problems[problem_identifier(identifier)] = (kind, step_name, message)
+                # in an upsert statement: PostgreSQL refuses to update a row twice in one),
+                # and, like the upsert, an empty kind keeps the one known.
+                key = identifier if len(identifier) <= 255 else problem_identifier(identifier)
+                if not kind and key in problems:
+                    kind = problems[key][0]
+                problems[key] = (kind, step_name, message)
         self.pending.clear()
 
-    def write(self, pks: dict[int, int], *, run_id: int, now: datetime) -> None:
+    def write(self, *, run_id: int, now: datetime) -> None:
         """INSERT the prepared rows and upsert their problems (inside the flush's transaction)."""
         if self.prepared:
-            _insert_errors(self.prepared, pks)
+            execute_rows(_insert_sql, self.prepared, width=len(_ERROR_COLUMNS))
         if self.problems and self.problems_on:
             try:
                 with transaction.atomic():  # a savepoint: the errors stay if it fails
@@ -163,16 +170,38 @@ class ErrorRows:
                 self.problems_on = False
 
 
-def _insert_errors(prepared: list[tuple], pks: dict[int, int]) -> None:
-    """INSERT prepared rows, their local step ids mapped to the steps' database ids."""
-    rows = [(r[0], pks.get(r[1]) if r[1] is not None else None, *r[2:]) for r in prepared]
-    execute_rows(_insert_sql, rows, width=len(_ERROR_COLUMNS), most=_ROWS_PER_INSERT)
+class _Stamps:
+    """`created_at` for a time in milliseconds, as the database takes it.
+
+    Django's `adapt_datetimefield_value` costs a few microseconds (time zone
+    conversion, then str()); on SQLite with UTC connections its result is a
+    plain text that is built here from the second (formatted once) and the
+    milliseconds. Any other database or time zone takes Django's way.
+    """
+
+    _PROBE = datetime(2001, 2, 3, 4, 5, 6, 7000, tzinfo=UTC)
+
+    def __init__(self) -> None:
+        self.adapt = connection.ops.adapt_datetimefield_value
+        self.text = self.adapt(self._PROBE) == "2001-02-03 04:05:06.007000"
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self, ms: int) -> Any:
+        if not self.text:
+            return self.adapt(datetime.fromtimestamp(ms / 1000, tz=UTC))
+        second, rest = divmod(ms, 1000)
+        if second != self.second:
+            self.second, self.prefix = second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+        # str(datetime) leaves out a zero fraction: the same text Django would store.
+        return f"{self.prefix}.{rest:03d}000" if rest else self.prefix
 
 
 @functools.lru_cache(maxsize=16)
-def _insert_sql(rows: int, placeholder: str) -> str:
+def _insert_sql(rows: int, placeholder: str, padded: bool) -> str:
     quote = connection.ops.quote_name
-    one = "(" + ", ".join([placeholder] * len(_ERROR_COLUMNS)) + ")"
-    return "INSERT INTO {} ({}) VALUES {}".format(  # noqa: S608 - quoted identifiers, bound params
-        quote(RunError._meta.db_table), ", ".join(quote(c) for c in _ERROR_COLUMNS), ", ".join([one] * rows)
+    width = len(_ERROR_COLUMNS)
+    source = padded_values(rows, width, placeholder) if padded else values(rows, width, placeholder)
+    return "INSERT INTO {} ({}) {}".format(  # noqa: S608 - quoted identifiers, bound params
+        quote(RunError._meta.db_table), ", ".join(quote(c) for c in _ERROR_COLUMNS), source
     )

@@ -37,7 +37,7 @@ from django.db import connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from runs.bulksql import execute_rows
+from runs.bulksql import execute_rows, padded_values, values
 from runs.models import ChangeAction, RecordChange, RecordProblem
 from runs.redact import truncate
 
@@ -155,8 +155,6 @@ class ChangeLog:
 # --- problems ---------------------------------------------------------------------
 
 
-#: Problem rows per statement at most (the parameter limit allows fewer on some databases).
-_PROBLEMS_PER_STATEMENT = 1000
 _UPSERTED = ("identifier", "identifier_kind", "step_name", "message", "pipeline", "first_seen_at", "last_seen_at",
              "first_run", "last_run")
 
@@ -179,22 +177,25 @@ def upsert_problems(problems: dict[str, tuple[str, str, str]], *, pipeline: str,
     in Python: the database matches them, off the pipeline's interpreter lock.
     """
     at = connection.ops.adapt_datetimefield_value(now)
-    rows = [(identifier, kind, step, message, pipeline, at, at, run_id, run_id)
-            for identifier, (kind, step, message) in problems.items()]
-    execute_rows(_upsert_sql, rows, width=len(_UPSERTED), most=_PROBLEMS_PER_STATEMENT)
+    params = [value for identifier, (kind, step, message) in problems.items()
+              for value in (identifier, kind, step, message, pipeline, at, at, run_id, run_id)]
+    execute_rows(_upsert_sql, params, width=len(_UPSERTED))
 
 
 @functools.lru_cache(maxsize=16)
-def _upsert_sql(rows: int, placeholder: str) -> str:
+def _upsert_sql(rows: int, placeholder: str, padded: bool) -> str:
     qn = connection.ops.quote_name
     table = qn(RecordProblem._meta.db_table)
     col = {name: qn(_column(name)) for name in (*_UPSERTED, "failing_runs", "resolved_at", "resolution")}
-    one = "(" + ", ".join([placeholder] * len(_UPSERTED)) + ", 1, '')"
+    width = len(_UPSERTED)
+    # The rows as a SELECT (SQLite's UPSERT needs a WHERE after a SELECT anyway), with the two constants.
+    source = (padded_values(rows, width, placeholder) if padded
+              else f"SELECT * FROM ({values(rows, width, placeholder)}) AS v")  # noqa: S608 - placeholders only
     last_run, kind = col["last_run"], col["identifier_kind"]
     # Identifiers come from the model's _meta (quoted); values are parameters.
     return (
         f"INSERT INTO {table} AS p ({', '.join(col[name] for name in _UPSERTED)}, {col['failing_runs']}, "  # noqa: S608
-        f"{col['resolution']}) VALUES {', '.join([one] * rows)} "
+        f"{col['resolution']}) SELECT *, 1, '' FROM ({source}) AS r WHERE true "
         f"ON CONFLICT ({col['pipeline']}, {col['identifier']}) WHERE {col['resolved_at']} IS NULL DO UPDATE SET "
         f"{col['failing_runs']} = p.{col['failing_runs']} + CASE WHEN p.{last_run} IS NOT NULL "
         f"AND p.{last_run} = excluded.{last_run} THEN 0 ELSE 1 END, "

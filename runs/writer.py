@@ -214,9 +214,6 @@ class Writer(threading.Thread):
                     self._call(item)
                 else:
                     self._take(item)
-                if len(self.errors.pending) >= ERROR_BATCH and self.run_id is not None:
-                    wake.set()  # write this batch now, then come straight back for more
-                    break
             if stop is not None or time.monotonic() >= next_flush:
                 if self._writable():
                     self._flush_with_retry(final=stop)
@@ -348,25 +345,34 @@ class Writer(threading.Thread):
         self.pending_steps.clear()
         self.errors.clear()
 
+    def _create_steps(self, run_id: int) -> None:
+        """INSERT the steps started since the last flush, committed before their errors (which
+        then carry the steps' database ids from the start)."""
+        created: dict[int, int] = {}
+        with transaction.atomic():
+            for state in self.pending_steps:
+                created[state.local_id] = RunStep.objects.create(
+                    run_id=run_id, position=state.position, name=state.name, critical=state.critical,
+                    started_at=state.started_at, total=state.total, status=StepStatus.RUNNING,
+                ).pk
+        self.step_pks.update(created)
+        self.pending_steps.clear()
+
     def _flush(self, final: Stop | None, *, full: bool = True) -> None:
-        """Write what is pending in one transaction: new steps and the errors, and with `full`
-        (the heartbeat) the counters, the run row and, after the commit, a look for a cancel request."""
+        """Write what is pending: new steps first, then in one transaction the errors (with their
+        problems) and, with `full` (the heartbeat), the counters and the run row; after the
+        commit, a full flush looks for a cancel request."""
         report = self.report
         run_id = self.run_id
         assert run_id is not None, "the writer only flushes once the run's row exists"
         now = timezone.now()
-        new_step_pks: dict[int, int] = {}
+        if self.pending_steps:
+            self._create_steps(run_id)
+        pks = self.step_pks
         # Redact and trim before taking the write lock: it is CPU work.
-        self.errors.prepare(run_id)
+        self.errors.prepare(run_id, pks)
         with transaction.atomic():
-            for state in self.pending_steps:
-                step = RunStep.objects.create(
-                    run_id=run_id, position=state.position, name=state.name, critical=state.critical,
-                    started_at=state.started_at, total=state.total, status=StepStatus.RUNNING,
-                )
-                new_step_pks[state.local_id] = step.pk
-            pks = {**self.step_pks, **new_step_pks}
-            self.errors.write(pks, run_id=run_id, now=now)
+            self.errors.write(run_id=run_id, now=now)
             # Live counters of running steps, and the final row of finished ones.
             changed: dict[int, tuple] = {}
             for state in list(self.steps.values()) if full else ():
@@ -393,7 +399,6 @@ class Writer(threading.Thread):
         # Committed: only now does the in-memory bookkeeping move on.
         if final is not None and final.fields:
             report.final_written = True
-        self.step_pks.update(new_step_pks)
         self.written.update(changed)
         self._drop_pending()
         if not full:

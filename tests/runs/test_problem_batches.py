@@ -54,16 +54,29 @@ def test_a_problem_is_open_while_the_run_that_failed_the_record_is_still_going(p
     assert (problem.last_run_id, problem.first_run_id, problem.failing_runs) == (run.pk, run.pk, 1)
 
 
-def test_a_record_failing_in_several_batches_of_one_run_counts_one_failing_run_with_the_latest_message(pipeline):
-    filler = ERROR_BATCH + 7  # errors between the two: they land in different batches
+def written(identifier: str, message: str) -> bool:
+    """Wait (at most 5 s) until the writer has written the problem of `identifier` with `message`."""
+    pause = threading.Event()
+    for _ in range(500):
+        if RecordProblem.objects.filter(identifier=identifier, message=message).exists():
+            return True
+        pause.wait(0.01)
+    return False
+
+
+def test_a_record_failing_in_several_batches_of_one_run_counts_one_failing_run_with_the_latest_message(
+        pipeline, settings):
+    settings.RUNS_FLUSH_INTERVAL_S = 0.01
+    filler = 20
 
     def body(run):
         with run.step("sync") as step:
             step.fail_item("first message", identifier="AAA1111", identifier_kind="knvb_id")
-            step.fail_item("first message", identifier="AAA1111", identifier_kind="knvb_id")  # same batch too
+            step.fail_item("first message", identifier="AAA1111", identifier_kind="")  # the same batch
             for i in range(filler):
                 step.fail_item("filler", identifier=f"F{i}", identifier_kind="knvb_id")
-            step.fail_item("second message", identifier="AAA1111", identifier_kind="")
+            assert written("AAA1111", "first message")
+            step.fail_item("second message", identifier="AAA1111", identifier_kind="")  # a later batch
 
     pipeline("batches", body)
     first = run_pipeline("batches")
@@ -77,6 +90,21 @@ def test_a_record_failing_in_several_batches_of_one_run_counts_one_failing_run_w
     assert (problem.failing_runs, problem.first_run_id, problem.last_run_id) == (2, first.pk, second.pk)
     assert RecordProblem.objects.filter(failing_runs=2).count() == filler + 1
     assert RecordProblem.objects.count() == filler + 1  # updated, none opened twice
+
+
+def test_one_batch_with_many_errors_on_one_record_keeps_its_latest_message_and_known_kind(pipeline):
+    def body(run):
+        with run.step("sync") as step:
+            for i in range(ERROR_BATCH * 2):
+                step.fail_item(f"message {i}", identifier=f"R{i % 7}", identifier_kind="knvb_id" if i < 7 else "")
+
+    pipeline("one-batch", body)
+    run_pipeline("one-batch")
+    problems = {p.identifier: p for p in RecordProblem.objects.all()}
+    assert sorted(problems) == [f"R{i}" for i in range(7)]
+    last = {f"R{i % 7}": f"message {i}" for i in range(ERROR_BATCH * 2)}
+    assert {k: (p.message, p.identifier_kind, p.failing_runs) for k, p in problems.items()} == {
+        k: (m, "knvb_id", 1) for k, m in last.items()}
 
 
 def test_a_resolved_problem_stays_resolved_and_a_new_failure_opens_another(pipeline):
@@ -170,3 +198,33 @@ def test_a_clean_batch_keeps_long_messages_cut_like_one_by_one():
     long = "y" * (RunError.MESSAGE_MAX + 50)
     redactions.prime(set(), {long})
     assert redactions.messages[long] == redact(long)[: RunError.MESSAGE_MAX - 1] + "…"
+
+
+# --- multi-row statements -------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 48, 49, 255, 256, 257, 600])
+def test_every_row_of_a_batch_is_written_once_whatever_its_size(rows):
+    from django.db import transaction
+    from django.utils import timezone
+
+    from runs.bulksql import execute_rows
+    from runs.errorrows import _ERROR_COLUMNS, _insert_sql
+
+    run = Run.objects.create(pipeline="sizes")
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = [v for i in range(rows) for v in (run.pk, None, "sizes", "s", f"ID{i}", "", f"m{i}", "", now)]
+    with transaction.atomic():
+        execute_rows(_insert_sql, params, width=len(_ERROR_COLUMNS))
+    assert sorted(RunError.objects.filter(run=run).values_list("message", flat=True)) == sorted(
+        f"m{i}" for i in range(rows))
+
+
+@pytest.mark.parametrize(("rows", "sizes"), [
+    (0, []), (1, [16]), (16, [16]), (17, [16, 16]), (48, [16, 16, 16]), (49, [256]), (256, [256]),
+    (257, [256, 16]), (600, [256, 256, 256]),
+])
+def test_a_batch_takes_few_statements_of_two_fixed_sizes(rows, sizes):
+    from runs.bulksql import _chunks
+
+    assert _chunks(rows, 256, 16) == sizes
