@@ -50,7 +50,7 @@ from runs.models import Run, RunStep, StepStatus
 logger = logging.getLogger("runs.tracker")
 
 #: The writer is woken to write errors once this many are waiting (it also wakes on its interval).
-ERROR_BATCH = 500
+ERROR_BATCH = 1000
 #: How long the final write may keep retrying a locked database.
 DRAIN_TIMEOUT_S = 120.0
 def describe_db_problem(exc: BaseException) -> str:

@@ -228,3 +228,13 @@ def test_a_batch_takes_few_statements_of_two_fixed_sizes(rows, sizes):
     from runs.bulksql import _chunks
 
     assert _chunks(rows, 256, 16) == sizes
+
+
+@pytest.mark.parametrize("ms", [0, 1, 999, 1000, 1_764_403_200_000, 1_764_403_200_007, 1_764_403_259_999])
+def test_an_error_time_is_stored_as_django_would_store_it(ms):
+    from datetime import UTC, datetime
+
+    from runs.errorrows import _Stamps
+
+    expected = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(ms / 1000, tz=UTC))
+    assert _Stamps()(ms) == expected
