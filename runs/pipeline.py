@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from threading import get_ident
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -158,25 +159,35 @@ def card_notes(pipeline: str, user: Any) -> list[CardNote]:
 
 
 class Item:
-    """Context manager around one item: an exception becomes a RunError."""
+    """Context manager around one item: an exception becomes a RunError.
 
-    __slots__ = ("step", "obj", "identifier")
+    A step hands out one `Item` again and again (`Step.item`): a sync wraps
+    every member in one, so creating it is most of the cost of tracking an
+    item. A nested item, or one asked for on another thread, gets its own.
+    """
+
+    __slots__ = ("step", "obj", "identifier", "busy", "_cancelled", "_append")
 
     def __init__(self, step: Step, obj: Any, identifier: Any) -> None:
         self.step = step
         self.obj = obj
         self.identifier = identifier
+        self.busy = True
+        self._cancelled = step._cancel.is_set
+        self._append = step._processed.append
 
     def __enter__(self) -> Item:
-        if self.step._cancel.is_set():
+        if self._cancelled():
+            self.busy = False
             raise Cancelled()
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        self.busy = False
         if exc_type is None:
             # Processed: identified lazily, at the end of the run, and only
             # when the pipeline has open problems (runs.history).
-            self.step._processed.append(self.obj if self.identifier is None else str(self.identifier))
+            self._append(self.obj if self.identifier is None else str(self.identifier))
             return False
         if not isinstance(exc, Exception) or isinstance(exc, SkipStep):
             return False
@@ -195,6 +206,8 @@ class Step:
         self._tracker = run.tracker
         self._cancel = run.tracker.cancel_event
         self._processed = run.tracker.processed_items
+        self._item: Item | None = None  # the Item `item()` hands out again (see Item)
+        self._thread = get_ident()
         self.id: int | None = None
         self._held: list[str] = []
         # Counts are kept here when tracking could not start, so a pipeline
@@ -231,7 +244,16 @@ class Step:
 
     def item(self, obj: Any = None, *, identifier: Any = None) -> Item:
         """Wrap the handling of one item (a member, a team, ...)."""
-        return Item(self, obj, identifier)
+        item = self._item
+        if item is None or item.busy or get_ident() != self._thread:
+            item = Item(self, obj, identifier)
+            if self._item is None and get_ident() == self._thread:
+                self._item = item
+            return item
+        item.busy = True
+        item.obj = obj
+        item.identifier = identifier
+        return item
 
     def fail_item(self, exc: BaseException | str, *, obj: Any = None, identifier: Any = None,
                   identifier_kind: str = "") -> None:

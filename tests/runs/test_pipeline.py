@@ -150,3 +150,43 @@ def test_dry_run_is_passed_to_the_pipeline():
     finally:
         unregister("dry")
     assert flags == [True] and run.dry_run is True
+
+
+def test_nested_items_and_items_on_other_threads_each_keep_their_own_record():
+    import threading
+
+    @register("nested-items")
+    def nested(run):
+        with run.step("sync") as step:
+            for parent in ("P1", "P2"):
+                with step.item({"knvb_id": parent}):
+                    with step.item({"knvb_id": f"{parent}-child"}):
+                        raise ValueError("child failed")
+                    if parent == "P2":
+                        raise ValueError("the parent failed after its child")
+                    step.updated()
+            with step.item({"knvb_id": "P3"}):
+                raise ValueError("parent failed after its children")
+
+            def worker(name):
+                with step.item({"knvb_id": name}):
+                    raise ValueError(f"{name} failed")
+
+            threads = [threading.Thread(target=worker, args=(f"T{i}",)) for i in range(3)]
+            with step.item({"knvb_id": "MAIN"}):
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                raise ValueError("main failed")
+
+    try:
+        run = run_pipeline("nested-items")
+    finally:
+        unregister("nested-items")
+    errors = dict(RunError.objects.filter(run=run).values_list("identifier", "message"))
+    assert errors == {"P1-child": "child failed", "P2-child": "child failed", "P2": "the parent failed after its child",
+                      "P3": "parent failed after its children", "T0": "T0 failed", "T1": "T1 failed",
+                      "T2": "T2 failed", "MAIN": "main failed"}
+    step = RunStep.objects.get(run=run)
+    assert (step.updated, step.failed) == (1, 8)
