@@ -312,6 +312,7 @@ class Step:
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
         self.run.current_step = None
+        self._item = None  # it points back at this step: no cycle left for the GC to find
         state = self.state
         if exc_type is None:
             status = StepStatus.PARTIAL if state.failed or self._held else StepStatus.SUCCESS

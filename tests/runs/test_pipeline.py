@@ -190,3 +190,26 @@ def test_nested_items_and_items_on_other_threads_each_keep_their_own_record():
                       "T2": "T2 failed", "MAIN": "main failed"}
     step = RunStep.objects.get(run=run)
     assert (step.updated, step.failed) == (1, 8)
+
+
+def test_a_finished_runs_steps_and_items_are_freed_at_once_not_left_for_the_garbage_collector():
+    import gc
+    import weakref
+
+    refs = []
+
+    @register("freed")
+    def freed(run):
+        with run.step("sync") as step:
+            refs.append(weakref.ref(step))
+            for i in range(3):
+                with step.item({"knvb_id": f"K{i}"}):
+                    step.updated()
+
+    gc.disable()  # only reference counting: a cycle would keep the run's processed items alive
+    try:
+        run_pipeline("freed")
+        assert refs[0]() is None
+    finally:
+        gc.enable()
+        unregister("freed")
