@@ -124,6 +124,11 @@ def test_a_resolved_problem_stays_resolved_and_a_new_failure_opens_another(pipel
     old, new = RecordProblem.objects.order_by("pk")
     assert (old.resolution, old.resolved_run_id, old.failing_runs) == ("fixed", fixed.pk, 1)
     assert (new.resolved_at, new.first_run_id, new.failing_runs) == (None, again.pk, 1)
+    # The item's error itself: its step, its message and its traceback.
+    error = RunError.objects.get(run=again)
+    assert (error.step.name, error.step_name, error.step.run_id, error.message) == ("sync", "sync", again.pk, "boom")
+    assert error.traceback.startswith("Traceback (most recent call last):")
+    assert error.traceback.rstrip().endswith("ValueError: boom")
 
 
 def test_when_problems_cannot_be_written_the_run_keeps_its_errors(pipeline, caplog):
@@ -151,14 +156,16 @@ def test_when_problems_cannot_be_written_the_run_keeps_its_errors(pipeline, capl
     assert not RecordProblem.objects.exists()
 
 
-def test_a_dry_run_opens_no_problem_even_across_batches(pipeline):
+def test_a_dry_run_opens_no_problem_even_across_batches(pipeline, caplog):
     def body(run):
         with run.step("sync") as step:
             for i in range(ERROR_BATCH + 1):
                 step.fail_item("boom", identifier=f"A{i}", identifier_kind="knvb_id")
 
     pipeline("dry-batches", body)
-    run = run_pipeline("dry-batches", dry_run=True)
+    with caplog.at_level(logging.WARNING, logger="runs"):
+        run = run_pipeline("dry-batches", dry_run=True)
+    assert not [r for r in caplog.records if r.name.startswith("runs.tracker")]  # tracking never stumbled
     assert RunError.objects.filter(run=run).count() == ERROR_BATCH + 1
     assert not RecordProblem.objects.exists()
 
