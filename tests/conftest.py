@@ -2,6 +2,7 @@
 connection, so tests that run pipelines use `transactional_db` (a test wrapped
 in one transaction would hold SQLite's write lock the writer needs)."""
 
+import io
 import os
 import shutil
 import subprocess
@@ -88,6 +89,19 @@ def manage(*args, env, **kwargs):
     """Run manage.py in a subprocess with the test database."""
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, **kwargs)
+
+
+def runsync(*args, out=None):
+    """Run `manage.py runsync` in this process; returns (exit code, what it printed)."""
+    from django.core.management import call_command
+
+    out = io.StringIO() if out is None else out
+    code = 0
+    try:
+        call_command("runsync", *args, stdout=out)
+    except SystemExit as exc:
+        code = exc.code
+    return code, out.getvalue()
 
 
 def in_ci() -> bool:

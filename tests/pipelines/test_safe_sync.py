@@ -5,12 +5,10 @@ Runs on SQLite and PostgreSQL (DATABASE_URL); Laposta is the local stand-in
 from laposta_fake speaking its API."""
 
 import csv
-import io
 import re
 
 import pytest
 import time_machine
-from django.core.management import call_command
 from django.urls import reverse
 from pytest_httpserver import HTTPServer
 
@@ -18,6 +16,7 @@ from pipelines.models import CommissieMembership, LapostaSubscription, Member, T
 from runs.models import Run, RunError, RunStatus, StepStatus
 from runs.redact import clear_secret_cache
 from runs.runner import run_pipeline
+from tests.conftest import runsync
 from tests.pipelines.conftest import export_file
 from tests.pipelines.laposta_fake import KEY, MEMBERS_LIST, PARENTS_LIST, FakeLaposta
 from tests.runs.test_action_views import CsrfClient, make_user, q_sync, texts  # noqa: F401 - q_sync is a fixture
@@ -280,16 +279,6 @@ def test_a_skipped_laposta_submit_is_recorded_non_critical(export_dir):
 
 
 # --- runsync ------------------------------------------------------------------------------
-
-
-def runsync(*args):
-    out = io.StringIO()
-    code = 0
-    try:
-        call_command("runsync", *args, stdout=out)
-    except SystemExit as exc:
-        code = exc.code
-    return code, out.getvalue()
 
 
 def test_the_wrong_filter_through_runsync_exits_3_with_the_reason_then_allow_removals(export_dir):

@@ -5,19 +5,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from runs.models import Run
-from tests.conftest import manage
+from tests.conftest import manage, runsync
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def runsync(*args):
-    out = io.StringIO()
-    code = 0
-    try:
-        call_command("runsync", *args, stdout=out)
-    except SystemExit as exc:
-        code = exc.code
-    return code, out.getvalue()
 
 
 def test_list_prints_each_pipeline_with_schedule_and_last_status():

@@ -5,9 +5,9 @@ import io
 import re
 
 import pytest
-from django.core.management import call_command
 
 from runs.models import Run
+from tests.conftest import runsync
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,16 +27,7 @@ def terminal(monkeypatch):
     for name in ("NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(name, raising=False)
 
-    def run(*args):
-        out = Terminal()
-        code = 0
-        try:
-            call_command("runsync", *args, stdout=out)
-        except SystemExit as exc:
-            code = exc.code
-        return code, out.getvalue()
-
-    return run
+    return lambda *args: runsync(*args, out=Terminal())
 
 
 def test_a_manual_run_on_a_terminal_shows_live_progress_on_the_commands_output(terminal):
