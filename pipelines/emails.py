@@ -49,7 +49,7 @@ _TOP_LEVEL = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
 # The same rule in one expression for the everyday case, an ASCII address: it
 # accepts nothing the step-by-step check below refuses (which also names the
 # reason), and reads a 50,000-member export several times faster.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ATOM = _ATEXT.pattern
 _VALID_ASCII = re.compile(
     rf"{_ATOM}(?:\.{_ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+"
     r"(?:[A-Za-z]{2,63}|[Xx][Nn]--[A-Za-z0-9-]{1,59})"

@@ -63,7 +63,6 @@ def run_now(request: HttpRequest, name: str) -> HttpResponse:
 def sync_records(request: HttpRequest, name: str) -> HttpResponse:
     """"Sync again" on the record page: queue pipeline `name` for the posted
     identifiers only (`only`, one or more fields)."""
-
     only = identifiers_in(request.POST.getlist("only"))
     if not only:
         messages.error(request, "Name the record to sync (no identifier was sent).")

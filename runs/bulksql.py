@@ -36,7 +36,7 @@ def execute_rows(sql: Callable[[int, str, bool], str], params: Sequence[Any], *,
     """Execute the rows of `params` (their values, flat: `width` per row) in multi-row statements.
 
     `sql(n, placeholder, padded)` is the statement for n rows; with `padded`
-    it must skip the rows whose first value is NULL (`padded_values`).
+    it must skip the rows whose first value is NULL (`select_rows`).
 
     On SQLite every statement has one of two fixed sizes (`_SQLITE_SIZES`),
     the last one padded with NULL rows, so a connection compiles each once,
@@ -78,14 +78,14 @@ def _chunks(rows: int, big: int, small: int) -> list[int]:
     return sizes
 
 
-def padded_values(rows: int, width: int, placeholder: str) -> str:
-    """`SELECT * FROM (VALUES ...) WHERE column1 IS NOT NULL`: n rows of `width` parameters,
-    the NULL padding rows left out (SQLite names a VALUES list's columns column1, column2, ...)."""
-    one = "(" + ", ".join([placeholder] * width) + ")"
-    return f"SELECT * FROM (VALUES {', '.join([one] * rows)}) WHERE column1 IS NOT NULL"  # noqa: S608
-
-
 def values(rows: int, width: int, placeholder: str) -> str:
     """`VALUES (...), (...)`: n rows of `width` parameters."""
     one = "(" + ", ".join([placeholder] * width) + ")"
     return "VALUES " + ", ".join([one] * rows)
+
+
+def select_rows(rows: int, width: int, placeholder: str, *, padded: bool) -> str:
+    """`SELECT * FROM (VALUES ...) AS v`: n rows of `width` parameters; with `padded`, the NULL
+    padding rows left out (a VALUES list's columns are column1, column2, ... on SQLite and PostgreSQL)."""
+    where = " WHERE column1 IS NOT NULL" if padded else ""
+    return f"SELECT * FROM ({values(rows, width, placeholder)}) AS v{where}"  # noqa: S608 - placeholders only

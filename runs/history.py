@@ -37,7 +37,7 @@ from django.db import connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from runs.bulksql import execute_rows, padded_values, values
+from runs.bulksql import execute_rows, select_rows
 from runs.models import ChangeAction, RecordChange, RecordProblem
 from runs.redact import truncate
 
@@ -189,8 +189,7 @@ def _upsert_sql(rows: int, placeholder: str, padded: bool) -> str:
     col = {name: qn(_column(name)) for name in (*_UPSERTED, "failing_runs", "resolved_at", "resolution")}
     width = len(_UPSERTED)
     # The rows as a SELECT (SQLite's UPSERT needs a WHERE after a SELECT anyway), with the two constants.
-    source = (padded_values(rows, width, placeholder) if padded
-              else f"SELECT * FROM ({values(rows, width, placeholder)}) AS v")  # noqa: S608 - placeholders only
+    source = select_rows(rows, width, placeholder, padded=padded)
     last_run, kind = col["last_run"], col["identifier_kind"]
     # Identifiers come from the model's _meta (quoted); values are parameters.
     return (
@@ -207,7 +206,7 @@ def _upsert_sql(rows: int, placeholder: str, padded: bool) -> str:
 
 def problem_identifier(redacted: str) -> str:
     """A redacted error identifier as a problem stores it (at most 255 characters)."""
-    return redacted if len(redacted) <= 255 else truncate(redacted, 255)
+    return truncate(redacted, 255)
 
 
 def resolve_problems(tracker: RunTracker) -> dict[str, int]:
@@ -233,17 +232,14 @@ def resolve_problems(tracker: RunTracker) -> dict[str, int]:
                  .exclude(last_run_id=run_id).order_by().values_list("identifier", "pk").query)
         cursor.execute(*query.sql_with_params())
         candidates = dict(cursor.fetchall())
-    failed: set[str] | None = None
+    failed: set[str] = set()
     if candidates or tracker.left_identifiers:
         # The identifiers this run had an error on, as the problems store them.
         redact = tracker.redactions.identifier
         failed = {problem_identifier(redact(i)) for i in tracker.error_identifiers}
-    fixed: list[int] = []
-    if candidates:
-        wanted = candidates.keys() - (failed or set())
-        if wanted:
-            fixed = [candidates[i] for i in wanted & _processed_identifiers(tracker, wanted)]
-    left = sorted(tracker.left_identifiers - (failed or set()))
+    wanted = candidates.keys() - failed
+    fixed = [candidates[i] for i in wanted & _processed_identifiers(tracker, wanted)] if wanted else []
+    left = sorted(tracker.left_identifiers - failed)
     with transaction.atomic():
         for start in range(0, len(fixed), 500):
             counts["resolved"] += RecordProblem.objects.filter(pk__in=fixed[start:start + 500]).update(

@@ -110,7 +110,6 @@ def apply_spooled_outcomes() -> list[Run]:
             continue
         with transaction.atomic():
             run = _record(entry)
-
             queue_tracking_notification(run, entry["cause"])
         path.unlink(missing_ok=True)
         written.append(run)

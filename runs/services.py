@@ -12,6 +12,8 @@ Reads live in runs.selectors.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -229,10 +231,6 @@ def record_task_failure(pipeline: str, *, mode: str, message: str, task_id: str 
     (An unknown pipeline, bad task arguments.) One RunError carries the
     message, so the error explorer and alerts see it like any other failure.
     """
-    import os
-    import socket
-
-
     text = truncate(redact(message), RunError.MESSAGE_MAX)
     now = timezone.now()
     with transaction.atomic():

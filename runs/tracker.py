@@ -402,11 +402,7 @@ class RunTracker:
             if self.run_id is None:
                 self.error_count += 1
                 return
-            self._queue.put(self._error_row(step_id, step_name, identifier, identifier_kind, message, traceback))
-            self._unflushed_errors += 1
-            if self._unflushed_errors >= ERROR_BATCH:
-                self._unflushed_errors = 0
-                self._wake.set()
+            self._put(self._error_row(step_id, step_name, identifier, identifier_kind, message, traceback), errors=1)
         except Exception:
             logger.exception("run tracking failed in item_error (the pipeline goes on)")
 

@@ -345,6 +345,33 @@ class Writer(threading.Thread):
         self.pending_steps.clear()
         self.errors.clear()
 
+    def _write_steps(self, pks: dict[int, int]) -> dict[int, tuple]:
+        """UPDATE the live counters of running steps and the final row of finished ones that
+        changed since they were last written; returns their snapshots."""
+        changed: dict[int, tuple] = {}
+        for state in list(self.steps.values()):
+            pk = pks.get(state.local_id)
+            snapshot = state.counts()
+            if pk is None or self.written.get(state.local_id) == snapshot:
+                continue
+            fields: dict[str, Any] = dict(read=state.read, created=state.created, updated=state.updated,
+                                          skipped=state.skipped, failed=state.failed, total=state.total)
+            if state.status != StepStatus.RUNNING:
+                fields.update(status=state.status, finished_at=state.finished_at,
+                              duration_ms=state.duration_ms, reason=state.reason, detail=state.detail)
+            RunStep.objects.filter(pk=pk).update(**fields)
+            changed[state.local_id] = snapshot
+        return changed
+
+    def _write_run(self, run_id: int, final: Stop | None, now: datetime) -> None:
+        """UPDATE the run row: the heartbeat, the totals and the error count (and the final fields)."""
+        counted = self.errors_taken if final is None or final.error_count is None else final.error_count
+        fields: dict[str, Any] = {"heartbeat_at": now, **step_totals(self.steps),
+                                  "error_count": max(0, counted - self.report.errors_lost)}
+        if final is not None and final.fields:
+            fields.update(final.fields)
+        Run.objects.filter(pk=run_id).update(**fields)
+
     def _create_steps(self, run_id: int) -> None:
         """INSERT the steps started since the last flush, committed before their errors (which
         then carry the steps' database ids from the start)."""
@@ -371,31 +398,12 @@ class Writer(threading.Thread):
         pks = self.step_pks
         # Redact and trim before taking the write lock: it is CPU work.
         self.errors.prepare(run_id, pks)
+        changed: dict[int, tuple] = {}
         with transaction.atomic():
             self.errors.write(run_id=run_id, now=now)
-            # Live counters of running steps, and the final row of finished ones.
-            changed: dict[int, tuple] = {}
-            for state in list(self.steps.values()) if full else ():
-                pk = pks.get(state.local_id)
-                if pk is None:
-                    continue
-                snapshot = state.counts()
-                if self.written.get(state.local_id) == snapshot:
-                    continue
-                fields: dict[str, Any] = dict(read=state.read, created=state.created, updated=state.updated,
-                              skipped=state.skipped, failed=state.failed, total=state.total)
-                if state.status != StepStatus.RUNNING:
-                    fields.update(status=state.status, finished_at=state.finished_at,
-                                  duration_ms=state.duration_ms, reason=state.reason, detail=state.detail)
-                RunStep.objects.filter(pk=pk).update(**fields)
-                changed[state.local_id] = snapshot
-            counted = self.errors_taken if final is None or final.error_count is None else final.error_count
-            run_fields: dict[str, Any] = {"heartbeat_at": now, **step_totals(self.steps),
-                                          "error_count": max(0, counted - report.errors_lost)}
-            if final is not None and final.fields:
-                run_fields.update(final.fields)
             if full:
-                Run.objects.filter(pk=run_id).update(**run_fields)
+                changed = self._write_steps(pks)
+                self._write_run(run_id, final, now)
         # Committed: only now does the in-memory bookkeeping move on.
         if final is not None and final.fields:
             report.final_written = True

@@ -38,7 +38,6 @@ OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 @api_view()
 def pipelines(request):
-
     registered = all_pipelines()
     now = timezone.now()
     current = pipeline_states(now=now)
@@ -126,7 +125,6 @@ def run_errors(request, pk: int):
 
 @api_view(methods=("POST",), permissions=("runs.trigger_run",))
 def trigger(request, name: str):
-
     try:
         if not PIPELINE_RE.fullmatch(name):
             raise UnknownPipeline(name)
@@ -148,7 +146,6 @@ def trigger(request, name: str):
 @api_view(permissions=("runs.view_run", "runs.view_runerror"))
 def problems(request):
     """Open problems, newest first, or ?state=resolved; keyset-paginated like runs."""
-
     resolved = (choice(request, "state", PROBLEM_STATES) or "open") == "resolved"
     qs = problems_queryset(resolved=resolved)
     if (pipeline := param(request, "pipeline")) is not None:
