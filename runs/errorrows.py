@@ -35,6 +35,7 @@ logger = logging.getLogger("runs.tracker")
 
 _ERROR_COLUMNS = ("run_id", "step_id", "pipeline", "step_name", "identifier", "identifier_kind", "message",
                   "traceback", "created_at")
+_TRACEBACK = _ERROR_COLUMNS.index("traceback")
 # A run with more distinct texts than this redacts the rest without remembering them.
 _REDACTIONS_MAX = 50_000
 
@@ -81,7 +82,6 @@ class Redactions:
         self.identifiers.update((t, t) for t in new_ids)
         self.messages.update((t, truncate(t, RunError.MESSAGE_MAX)) for t in new_messages)
 
-
 class ErrorRows:
     """One run's error rows between the queue and the database; see the module docstring."""
 
@@ -123,14 +123,26 @@ class ErrorRows:
         redactions = self.redactions  # its dicts first: a method call costs more than the lookup
         redactions.prime({row[3] for row in self.pending}, {row[5] for row in self.pending})
         identifiers, messages, tb_max = redactions.identifiers, redactions.messages, RunError.TRACEBACK_MAX
-        extend, problems = self.prepared.extend, self.problems if self.problems_on else None
+        prepared = self.prepared
+        extend, problems = prepared.extend, self.problems if self.problems_on else None
+        # Exception lines of failed items' tracebacks (runs.tracebacks.format_parts): redacted
+        # below, all with one check.
+        lines: list[str] = []
+        line_at: list[int] = []  # where in `prepared` each such traceback went
+        heads: list[str] = []  # and the rest of it
         last_ms, last_value = None, None
-        for _, step_id, step_name, identifier, kind, message, tb, tb_redacted, created in self.pending:
+        for _, step_id, step_name, identifier, kind, message, tb, tb_redacted, line, created in self.pending:
             # Millisecond precision is plenty; errors of one burst share the value.
             ms = int(created * 1000)
             if ms != last_ms:
                 last_ms, last_value = ms, stamp(ms)
-            tb = tb if tb_redacted else redact(tb)
+            if not tb_redacted:
+                tb = redact(tb)
+            if line:
+                lines.append(line)
+                line_at.append(len(prepared) + _TRACEBACK)
+                heads.append(tb)
+                tb += line
             identifier = identifiers.get(identifier) or redactions.identifier(identifier)
             message = messages.get(message) or redactions.message(message)
             extend((
@@ -152,6 +164,12 @@ class ErrorRows:
                 if not kind and key in problems:
                     kind = problems[key][0]
                 problems[key] = (kind, step_name, message)
+        # Each of redact's guards is a substring test (see Redactions.prime): lines that are
+        # clean joined are clean one by one; otherwise each is redacted on its own.
+        if lines and needs_redaction("\n".join(lines)):
+            for at, head, line in zip(line_at, heads, lines, strict=True):
+                tb = head + redact(line)
+                prepared[at] = tb if len(tb) <= tb_max else truncate_traceback(tb, tb_max)
         self.pending.clear()
 
     def write(self, *, run_id: int, now: datetime) -> None:

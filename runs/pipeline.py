@@ -166,18 +166,18 @@ class Item:
     item. A nested item, or one asked for on another thread, gets its own.
     """
 
-    __slots__ = ("step", "obj", "identifier", "busy", "_cancelled", "_append")
+    __slots__ = ("step", "obj", "identifier", "busy", "_cancel", "_append")
 
     def __init__(self, step: Step, obj: Any, identifier: Any) -> None:
         self.step = step
         self.obj = obj
         self.identifier = identifier
         self.busy = True
-        self._cancelled = step._cancel.is_set
+        self._cancel = step._cancel
         self._append = step._processed.append
 
     def __enter__(self) -> Item:
-        if self._cancelled():
+        if self._cancel.flag:
             self.busy = False
             raise Cancelled()
         return self
@@ -263,12 +263,7 @@ class Step:
             identifier, kind = self._tracker.identify(obj)
         else:
             kind = identifier_kind
-        traceback: str
-        if isinstance(exc, BaseException):
-            message, traceback = exception_message(exc), format_exception(exc)
-        else:
-            message, traceback = exc, ""
-        self._tracker.item_error(self.id, self.name, identifier, kind or identifier_kind, message, traceback)
+        self._tracker.item_error(self.id, self.name, identifier, kind or identifier_kind, exc)
 
     def processed(self, identifiers: Any) -> None:
         """Mark records as handled without an error outside `step.item` (e.g.

@@ -3,9 +3,14 @@
 `traceback.format_exception` costs ~180 µs on Python 3.11 because it re-reads
 and compiles each frame's source line to draw the `^^^` markers. A sync that
 fails 10,000 members fails them from the same few stacks, so the frame part of
-a traceback is formatted once per distinct stack and reused; only the final
-"ExcType: message" line is built per exception. The output has the familiar
-shape of Python's own tracebacks, minus the caret markers.
+a traceback is formatted (and redacted) once per distinct stack and reused;
+only the final "ExcType: message" line is built per exception. The output has
+the familiar shape of Python's own tracebacks, minus the caret markers.
+
+A failed item's traceback comes in two parts (`format_parts`): the frames,
+redacted, and the exception line, which the run's writer thread redacts with a
+batch's other lines in one check (runs.errorrows) instead of one by one on the
+pipeline's thread. `format_exception` joins them.
 """
 
 from __future__ import annotations
@@ -15,11 +20,9 @@ import os
 import sysconfig
 import traceback
 from functools import lru_cache
-from types import TracebackType
+from types import CodeType, TracebackType
 
 from runs.redact import redact
-
-_STACK_CACHE: dict[tuple, str] = {}
 
 
 class RedactedText(str):
@@ -27,6 +30,11 @@ class RedactedText(str):
 
     __slots__ = ()
 
+
+# (id of each frame's code object, its instruction offset, ...) -> (the code objects, the
+# frames formatted and redacted). The entry holds the code objects: while it is cached, their ids
+# cannot be reused.
+_STACK_CACHE: dict[tuple[int, ...], tuple[list[CodeType], str]] = {}
 _STACK_CACHE_MAX = 2048
 _CHAIN_LIMIT = 5
 
@@ -64,26 +72,35 @@ def display_path(filename: str) -> str:
 
 
 def _frames(tb: TracebackType) -> str:
-    """The traceback's heading and frames, redacted, formatted once per distinct stack."""
-    entries = []
+    """The traceback's heading and frames, redacted, formatted once per distinct stack.
+
+    Keyed by each frame's code object's id and instruction offset: hashing a
+    code object hashes its constants, names and bytecode (~0.3 µs a frame), and
+    `tb_lineno` walks the code's line table (~0.4 µs a frame), every error."""
+    key = []
     current: TracebackType | None = tb
     while current is not None:
-        entries.append((current.tb_frame.f_code, current.tb_lineno))
+        key.append(id(current.tb_frame.f_code))
+        key.append(current.tb_lasti)
         current = current.tb_next
-    key = tuple(entries)
-    text = _STACK_CACHE.get(key)
-    if text is None:
-        parts = []
-        for code, lineno in entries:
-            line = linecache.getline(code.co_filename, lineno).strip()
-            parts.append(f'  File "{display_path(code.co_filename)}", line {lineno}, in {code.co_name}\n')
-            if line:
-                parts.append(f"    {line}\n")
-        # Redacted once per distinct stack, not once per error.
-        text = "Traceback (most recent call last):\n" + redact("".join(parts))
-        if len(_STACK_CACHE) >= _STACK_CACHE_MAX:
-            _STACK_CACHE.clear()
-        _STACK_CACHE[key] = text
+    cached = _STACK_CACHE.get(tuple(key))
+    if cached is not None:
+        return cached[1]
+    codes, parts = [], []
+    current = tb
+    while current is not None:
+        code, lineno = current.tb_frame.f_code, current.tb_lineno
+        codes.append(code)
+        line = linecache.getline(code.co_filename, lineno).strip() if lineno is not None else ""
+        parts.append(f'  File "{display_path(code.co_filename)}", line {lineno}, in {code.co_name}\n')
+        if line:
+            parts.append(f"    {line}\n")
+        current = current.tb_next
+    # Redacted once per distinct stack, not once per error.
+    text = "Traceback (most recent call last):\n" + redact("".join(parts))
+    if len(_STACK_CACHE) >= _STACK_CACHE_MAX:
+        _STACK_CACHE.clear()
+    _STACK_CACHE[tuple(key)] = (codes, text)
     return text
 
 
@@ -107,35 +124,40 @@ def _class_name(cls: type) -> str | None:
     return name
 
 
-def _exception_line(exc: BaseException) -> str:
-    # traceback.format_exception_only builds a TracebackException (~17 µs);
-    # the common case is one line. SyntaxError and notes take the slow path.
-    # (Notes live in the instance's __dict__: a getattr with a default would
-    # raise and catch an AttributeError per error.)
+def _exception_line(exc: BaseException, text: str | None = None) -> tuple[str, bool]:
+    """The exception's line, and whether it is redacted already. `text`: `exception_text(exc)`.
+
+    traceback.format_exception_only builds a TracebackException (~17 µs); the
+    common case is one line, built here and left for the caller to redact.
+    SyntaxError and notes take the slow path. (Notes live in the instance's
+    __dict__: a getattr with a default would raise and catch an AttributeError
+    per error.)
+    """
     cls = type(exc)
     name = _class_name(cls)
     if name is None or "__notes__" in exc.__dict__:
-        return redact("".join(traceback.format_exception_only(cls, exc)))
-    try:
-        text = str(exc)
-    except Exception:
-        text = "<exception str() failed>"
-    return redact(f"{name}: {text}\n" if text else f"{name}\n")
+        return redact("".join(traceback.format_exception_only(cls, exc))), True
+    if text is None:
+        text = exception_text(exc)
+    return (f"{name}: {text}\n" if text else f"{name}\n"), False
 
 
 def _one(exc: BaseException) -> str:
+    line, redacted = _exception_line(exc)
+    line = line if redacted else redact(line)
     tb = exc.__traceback__
-    return _exception_line(exc) if tb is None else _frames(tb) + _exception_line(exc)
+    return line if tb is None else _frames(tb) + line
 
 
-def format_exception(exc: BaseException) -> RedactedText:
-    """Format `exc` with its cause/context chain, like `traceback.format_exception`.
-
-    The result is already redacted (runs.redact): frames once per stack, the
-    exception lines each time.
-    """
+def format_parts(exc: BaseException, text: str | None = None) -> tuple[str, str]:
+    """`format_exception(exc)` in two parts: the text up to the last exception line,
+    redacted, and that line, which the caller must redact (runs.errorrows does, for a
+    batch of errors at once). `text`: `exception_text(exc)`, when the caller has it."""
     if exc.__cause__ is None and (exc.__context__ is None or exc.__suppress_context__):
-        return RedactedText(_one(exc))
+        line, redacted = _exception_line(exc, text)
+        tb = exc.__traceback__
+        head = "" if tb is None else _frames(tb)
+        return (head + line, "") if redacted else (head, line)
     chain: list[str] = []
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -152,10 +174,28 @@ def format_exception(exc: BaseException) -> RedactedText:
             current = None
     if chain and chain[-1] in (_CAUSE, _CONTEXT):
         chain.pop()
-    return RedactedText("".join(reversed(chain)))
+    return "".join(reversed(chain)), ""
+
+
+def format_exception(exc: BaseException) -> RedactedText:
+    """Format `exc` with its cause/context chain, like `traceback.format_exception`.
+
+    The result is already redacted (runs.redact): frames once per stack, the
+    exception lines each time.
+    """
+    head, line = format_parts(exc)
+    return RedactedText(head + redact(line) if line else head)
+
+
+def exception_text(exc: BaseException) -> str:
+    """`str(exc)`, which cannot fail: formatting an error must not raise one of its own."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
 
 
 def exception_message(exc: BaseException) -> str:
     """The text a person reads: the exception's message, or its type if empty."""
-    text = str(exc)
+    text = exception_text(exc)
     return text if text else type(exc).__name__

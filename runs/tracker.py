@@ -45,7 +45,7 @@ from django.utils import timezone
 from runs.models import Run, RunError, RunStatus, StepStatus
 from runs.redact import redact, truncate
 from runs.status import compute_run_status
-from runs.tracebacks import RedactedText, exception_message, format_exception
+from runs.tracebacks import RedactedText, exception_text, format_parts
 from runs.writer import (
     DRAIN_TIMEOUT_S,
     ERROR_BATCH,
@@ -70,6 +70,21 @@ IDENTIFIER_KINDS = {"team_name": "team", "commissie_name": "commissie"}
 
 _STEP_STATUSES = set(StepStatus.values)
 _RUN_STATUSES = set(RunStatus.values)
+
+
+class CancelEvent(threading.Event):
+    """The run's cancel event, whose state is also a plain attribute: `Item.__enter__`
+    reads `flag` for every item of a sync, and `Event.is_set` is a Python-level call."""
+
+    flag = False
+
+    def set(self) -> None:
+        self.flag = True
+        super().set()
+
+    def clear(self) -> None:
+        self.flag = False
+        super().clear()
 
 
 def _safe(default: Any = None) -> Callable:
@@ -120,7 +135,7 @@ class RunTracker:
         #: The id of the running run that holds the pipeline lock, when start_run was refused.
         self.held_by: int | None = None
         #: Set by the writer when someone asked this run to stop.
-        self.cancel_event = threading.Event()
+        self.cancel_event = CancelEvent()
         self.steps: dict[int, StepState] = {}
         self.error_count = 0
         self.started_at: datetime | None = None
@@ -392,22 +407,33 @@ class RunTracker:
             return
         self._put(self._error_row(step_id, step_name, identifier, identifier_kind, message, traceback), errors=1)
 
-    def item_error(self, step_id: int | None, step_name: str, identifier: Any, identifier_kind: str, message: Any,
-                   traceback: str) -> None:
-        """`record_error` for one failed item (runs.pipeline.Step.fail_item): the same row,
-        positional arguments and no wrapper, as a sync may fail thousands of items."""
+    def item_error(self, step_id: int | None, step_name: str, identifier: Any, identifier_kind: str,
+                   error: Any) -> None:
+        """`record_error` for one failed item (runs.pipeline.Step.fail_item): positional
+        arguments and no wrapper, as a sync may fail thousands of items. `error` is the
+        exception (its traceback's exception line is redacted on the writer's thread,
+        runs.tracebacks.format_parts) or a message."""
         try:
             if self.held_by is not None:
                 return
             if self.run_id is None:
                 self.error_count += 1
                 return
-            self._put(self._error_row(step_id, step_name, identifier, identifier_kind, message, traceback), errors=1)
+            if isinstance(error, BaseException):
+                text = exception_text(error)
+                head, line = format_parts(error, text)
+                row = self._error_row(step_id, step_name, identifier, identifier_kind, text or type(error).__name__,
+                                      head, line, True)
+            else:
+                row = self._error_row(step_id, step_name, identifier, identifier_kind, error, "")
+            self._put(row, errors=1)
         except Exception:
             logger.exception("run tracking failed in item_error (the pipeline goes on)")
 
     def _error_row(self, step_id: Any, step_name: str, identifier: Any, identifier_kind: str, message: Any,
-                   traceback: str) -> tuple:
+                   traceback: str, line: str = "", redacted: bool = False) -> tuple:
+        """The queued row. `redacted`: `traceback` is (a RedactedText is too); `line`: an
+        exception line still to be redacted and appended to it (runs.tracebacks.format_parts)."""
         if not step_name and step_id in self.steps:
             step_name = self.steps[step_id].name
         self.error_count += 1
@@ -419,9 +445,10 @@ class RunTracker:
         # A float timestamp (the writer makes it created_at: cheaper than timezone.now()). Plain values
         # only (a str traceback, flagged "already redacted"): the GC untracks such a tuple at its first
         # pass, so queued rows never reach the old generation (a RedactedText did: full collections).
-        redacted = type(traceback) is RedactedText
-        return ("error", step_id, step_name, identifier, kind, message or "Unknown error",
-                str(traceback) if redacted else (traceback or ""), redacted, time.time())
+        if type(traceback) is RedactedText:
+            traceback, redacted = str(traceback), True
+        return ("error", step_id, step_name, identifier, kind, message or "Unknown error", traceback or "", redacted,
+                line, time.time())
 
     @_safe(default=None)
     def record_errors(self, step_name: str, step_id: int | None, errors: Any) -> None:
@@ -452,8 +479,10 @@ class RunTracker:
         rows = []
         for item in errors:
             if isinstance(item, BaseException):
-                rows.append(self._error_row(step_id, step_name, "", "", exception_message(item),
-                                            format_exception(item)))
+                text = exception_text(item)
+                head, line = format_parts(item, text)
+                rows.append(self._error_row(step_id, step_name, "", "", text or type(item).__name__,
+                                            head, line, True))
             elif isinstance(item, dict):
                 identifier, kind = self.identify(item)
                 message = item.get("message") or item.get("error") or "Unknown error"

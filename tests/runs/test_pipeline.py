@@ -213,3 +213,14 @@ def test_a_finished_runs_steps_and_items_are_freed_at_once_not_left_for_the_garb
     finally:
         gc.enable()
         unregister("freed")
+
+
+def test_the_cancel_flag_that_items_read_follows_the_event():
+    from runs.tracker import CancelEvent
+
+    event = CancelEvent()
+    assert (event.flag, event.is_set()) == (False, False)
+    event.set()
+    assert (event.flag, event.is_set()) == (True, True)
+    event.clear()
+    assert (event.flag, event.is_set()) == (False, False)

@@ -245,3 +245,84 @@ def test_an_error_time_is_stored_as_django_would_store_it(ms):
 
     expected = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(ms / 1000, tz=UTC))
     assert _Stamps()(ms) == expected
+
+
+# --- an item's traceback: frames on the pipeline's thread, its exception line redacted by the writer ---
+
+
+def test_an_items_traceback_is_stored_whole_frames_and_exception_line(pipeline):
+    def body(run):
+        with run.step("sync") as step:
+            for i in range(3):
+                with step.item({"knvb_id": f"AAA{i}"}):
+                    raise LookupError(f"no team for member {i}")
+
+    pipeline("tb-lines", body)
+    run = run_pipeline("tb-lines")
+    tracebacks = list(RunError.objects.filter(run=run).order_by("identifier").values_list("traceback", flat=True))
+    assert [t.splitlines()[-1] for t in tracebacks] == [f"LookupError: no team for member {i}" for i in range(3)]
+    for text in tracebacks:
+        assert text.startswith("Traceback (most recent call last):\n")
+        assert 'File "tests/runs/test_problem_batches.py", line' in text and ", in body\n" in text
+
+
+def test_a_secret_in_one_exception_line_is_masked_and_the_batchs_other_lines_are_kept(pipeline, settings):
+    settings.LAPOSTA_API_KEY = "s3cr3t-laposta-key"
+    clear_secret_cache()
+    failures = [f"member {i} has no team" for i in range(20)]
+    failures[7] = "request refused: key s3cr3t-laposta-key"
+    failures[12] = "login failed, password=hunter22"
+
+    def body(run):
+        with run.step("sync") as step:
+            for i, text in enumerate(failures):
+                with step.item({"knvb_id": f"AAA{i:02d}"}):
+                    raise RuntimeError(text)
+
+    try:
+        pipeline("tb-secrets", body)
+        run = run_pipeline("tb-secrets")
+    finally:
+        clear_secret_cache()
+    lines = [t.splitlines()[-1] for t in
+             RunError.objects.filter(run=run).order_by("identifier").values_list("traceback", flat=True)]
+    assert lines[7] == f"RuntimeError: request refused: key {MASK}"
+    assert lines[12] == f"RuntimeError: login failed, password={MASK}"
+    assert [line for i, line in enumerate(lines) if i not in (7, 12)] == [
+        f"RuntimeError: member {i} has no team" for i in range(20) if i not in (7, 12)]
+
+
+def test_an_exception_that_cannot_be_printed_is_recorded_and_the_run_goes_on(pipeline):
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("broken __str__")
+
+    def body(run):
+        with run.step("sync") as step:
+            with step.item({"knvb_id": "AAA0001"}):
+                raise Unprintable()
+            with step.item({"knvb_id": "AAA0002"}):
+                step.updated()
+
+    pipeline("tb-unprintable", body)
+    run = run_pipeline("tb-unprintable")
+    assert (run.status, run.updated, run.error_count) == ("partial", 1, 1)
+    error = RunError.objects.get(run=run)
+    assert error.message == "<exception str() failed>"
+    assert error.traceback.endswith("Unprintable: <exception str() failed>\n")
+
+
+def test_a_chained_exception_keeps_its_cause_redacted_in_the_stored_traceback(pipeline):
+    def body(run):
+        with run.step("sync") as step, step.item({"knvb_id": "AAA0001"}):
+            try:
+                raise KeyError("password=hunter22")
+            except KeyError as exc:
+                raise ValueError("the member's account is broken") from exc
+
+    pipeline("tb-chain", body)
+    run = run_pipeline("tb-chain")
+    text = RunError.objects.get(run=run).traceback
+    assert "KeyError: 'password=" in text and "hunter22" not in text
+    assert "The above exception was the direct cause of the following exception:" in text
+    assert text.endswith("ValueError: the member's account is broken\n")

@@ -37,3 +37,35 @@ def test_a_path_outside_every_root_is_left_as_it_is():
 def test_a_directory_that_only_starts_like_the_project_is_not_shortened():
     sibling = str(settings.BASE_DIR) + "-old/pipelines/people.py"
     assert display_path(sibling) == sibling
+
+
+def _raising(filename: str):
+    """A function whose code object comes from `filename`, raising from its line 2."""
+    namespace: dict = {}
+    exec(compile("def fail():\n    raise ValueError('boom')\n", filename, "exec"), namespace)  # noqa: S102
+    return namespace["fail"]
+
+
+def _formatted(function) -> str:
+    try:
+        function()
+    except ValueError as exc:
+        return format_exception(exc)
+    raise AssertionError("did not raise")
+
+
+def test_two_stacks_with_the_same_line_numbers_are_formatted_each_by_its_own_code():
+    assert 'File "first.py", line 2, in fail' in _formatted(_raising("first.py"))
+    assert 'File "second.py", line 2, in fail' in _formatted(_raising("second.py"))
+
+
+def test_a_cached_stack_keeps_its_code_objects_so_their_ids_are_not_reused():
+    import gc
+    import weakref
+
+    function = _raising("gone.py")
+    assert 'File "gone.py"' in _formatted(function)
+    code = weakref.ref(function.__code__)
+    del function
+    gc.collect()
+    assert code() is not None  # the stack cache, keyed by the code's id, holds the code itself
