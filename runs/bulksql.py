@@ -32,11 +32,13 @@ from django.db import connection
 _SQLITE_SIZES = (256, 16)
 
 
-def execute_rows(sql: Callable[[int, str, bool], str], params: Sequence[Any], *, width: int) -> None:
+def execute_rows(sql: Callable[[int, str, bool], str], params: Sequence[Any], *, width: int,
+                 constants: Sequence[Any] = ()) -> None:
     """Execute the rows of `params` (their values, flat: `width` per row) in multi-row statements.
 
     `sql(n, placeholder, padded)` is the statement for n rows; with `padded`
-    it must skip the rows whose first value is NULL (`select_rows`).
+    it must skip the rows whose first value is NULL (`select_rows`). Its
+    first parameters are `constants`, bound once per statement (before the rows').
 
     On SQLite every statement has one of two fixed sizes (`_SQLITE_SIZES`),
     the last one padded with NULL rows, so a connection compiles each once,
@@ -55,15 +57,15 @@ def execute_rows(sql: Callable[[int, str, bool], str], params: Sequence[Any], *,
             for size in _chunks(rows, big, small):
                 chunk = params[start * width : (start + size) * width]
                 if len(chunk) < size * width:
-                    execute(sql(size, "?", True), [*chunk, *([None] * (size * width - len(chunk)))])
+                    execute(sql(size, "?", True), [*constants, *chunk, *([None] * (size * width - len(chunk)))])
                 else:
-                    execute(sql(size, "?", False), chunk)
+                    execute(sql(size, "?", False), [*constants, *chunk] if constants else chunk)
                 start += size
             return
-        per_statement = max(1, (connection.features.max_query_params or 999) // width)
+        per_statement = max(1, ((connection.features.max_query_params or 999) - len(constants)) // width)
         for start in range(0, rows, per_statement):
             n = min(per_statement, rows - start)
-            cursor.cursor.execute(sql(n, "%s", False), params[start * width : (start + n) * width])
+            cursor.cursor.execute(sql(n, "%s", False), [*constants, *params[start * width : (start + n) * width]])
 
 
 def _chunks(rows: int, big: int, small: int) -> list[int]:

@@ -73,14 +73,20 @@ class Redactions:
         guard looks for only if the joined texts do: a clean join clears every
         text in it (a guard matched across two texts only costs the per-text way).
         """
-        new_ids = [t for t in identifiers if t not in self.identifiers]
-        new_messages = [t for t in messages if t not in self.messages]
+        new_ids = identifiers - self.identifiers.keys()
+        new_messages = messages - self.messages.keys()
         if not (new_ids or new_messages) or len(self.messages) + len(self.identifiers) >= _REDACTIONS_MAX:
             return
         if needs_redaction("\n".join(new_ids) + "\n" + "\n".join(new_messages)):
             return
-        self.identifiers.update((t, t) for t in new_ids)
-        self.messages.update((t, truncate(t, RunError.MESSAGE_MAX)) for t in new_messages)
+        # zip, not a generator: no Python-level step per text (this holds the GIL against the pipeline).
+        self.identifiers.update(zip(new_ids, new_ids, strict=True))
+        limit = RunError.MESSAGE_MAX
+        if new_messages and max(map(len, new_messages)) > limit:
+            self.messages.update((t, truncate(t, limit)) for t in new_messages)
+        else:
+            self.messages.update(zip(new_messages, new_messages, strict=True))
+
 
 class ErrorRows:
     """One run's error rows between the queue and the database; see the module docstring."""

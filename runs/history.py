@@ -157,6 +157,7 @@ class ChangeLog:
 
 _UPSERTED = ("identifier", "identifier_kind", "step_name", "message", "pipeline", "first_seen_at", "last_seen_at",
              "first_run", "last_run")
+_PER_ROW = 4  # the first four vary per row; the rest are the statement's constants
 
 
 def upsert_problems(problems: dict[str, tuple[str, str, str]], *, pipeline: str, run_id: int,
@@ -178,8 +179,9 @@ def upsert_problems(problems: dict[str, tuple[str, str, str]], *, pipeline: str,
     """
     at = connection.ops.adapt_datetimefield_value(now)
     params = [value for identifier, (kind, step, message) in problems.items()
-              for value in (identifier, kind, step, message, pipeline, at, at, run_id, run_id)]
-    execute_rows(_upsert_sql, params, width=len(_UPSERTED))
+              for value in (identifier, kind, step, message)]
+    # What every row shares is bound once per statement, not once per row (binding holds the GIL).
+    execute_rows(_upsert_sql, params, width=_PER_ROW, constants=(pipeline, at, at, run_id, run_id))
 
 
 @functools.lru_cache(maxsize=16)
@@ -187,14 +189,15 @@ def _upsert_sql(rows: int, placeholder: str, padded: bool) -> str:
     qn = connection.ops.quote_name
     table = qn(RecordProblem._meta.db_table)
     col = {name: qn(_column(name)) for name in (*_UPSERTED, "failing_runs", "resolved_at", "resolution")}
-    width = len(_UPSERTED)
-    # The rows as a SELECT (SQLite's UPSERT needs a WHERE after a SELECT anyway), with the two constants.
-    source = select_rows(rows, width, placeholder, padded=padded)
+    # The rows as a SELECT (SQLite's UPSERT needs a WHERE after a SELECT anyway), then the
+    # statement's constants (parameters bound once: pipeline, seen at, run) and two literals.
+    source = select_rows(rows, _PER_ROW, placeholder, padded=padded)
+    constants = ", ".join([placeholder] * (len(_UPSERTED) - _PER_ROW))
     last_run, kind = col["last_run"], col["identifier_kind"]
     # Identifiers come from the model's _meta (quoted); values are parameters.
     return (
         f"INSERT INTO {table} AS p ({', '.join(col[name] for name in _UPSERTED)}, {col['failing_runs']}, "  # noqa: S608
-        f"{col['resolution']}) SELECT *, 1, '' FROM ({source}) AS r WHERE true "
+        f"{col['resolution']}) SELECT *, {constants}, 1, '' FROM ({source}) AS r WHERE true "
         f"ON CONFLICT ({col['pipeline']}, {col['identifier']}) WHERE {col['resolved_at']} IS NULL DO UPDATE SET "
         f"{col['failing_runs']} = p.{col['failing_runs']} + CASE WHEN p.{last_run} IS NOT NULL "
         f"AND p.{last_run} = excluded.{last_run} THEN 0 ELSE 1 END, "

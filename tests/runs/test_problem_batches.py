@@ -247,6 +247,26 @@ def test_an_error_time_is_stored_as_django_would_store_it(ms):
     assert _Stamps()(ms) == expected
 
 
+@pytest.mark.parametrize("rows", [1, 16, 17, 257, 600])
+def test_every_problem_of_a_batch_is_upserted_once_with_what_the_batch_shares(rows):
+    """The pipeline, the time and the run are bound once per statement, the rest per row."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from runs.history import upsert_problems
+
+    run = Run.objects.create(pipeline="sizes")
+    now = timezone.now()
+    with transaction.atomic():
+        upsert_problems({f"ID{i}": ("knvb_id", "sync", f"m{i}") for i in range(rows)}, pipeline="sizes",
+                        run_id=run.pk, now=now)
+    problems = RecordProblem.objects.filter(pipeline="sizes")
+    assert sorted(problems.values_list("identifier", "message")) == sorted((f"ID{i}", f"m{i}") for i in range(rows))
+    assert set(problems.values_list("identifier_kind", "step_name", "first_run", "last_run", "failing_runs",
+                                    "first_seen_at", "last_seen_at")) == {
+        ("knvb_id", "sync", run.pk, run.pk, 1, now, now)}
+
+
 # --- an item's traceback: frames on the pipeline's thread, its exception line redacted by the writer ---
 
 
