@@ -6,7 +6,9 @@ which, on each flush:
 
 * prepares them: redacted and trimmed, each distinct identifier and message
   once per run (`Redactions`; a batch whose new texts hold nothing a redaction
-  could touch is cleared with one check of the texts joined);
+  could touch is cleared with one check of the texts joined), and the
+  exception lines of failed items' tracebacks likewise, one check a batch
+  (runs.tracebacks.format_parts: the frames come redacted);
 * INSERTs them as RunErrors, in multi-row statements;
 * upserts their problems (runs.history.upsert_problems) in the same
   transaction: the latest error per identifier of the batch, unless the run is

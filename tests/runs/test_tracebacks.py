@@ -69,3 +69,34 @@ def test_a_cached_stack_keeps_its_code_objects_so_their_ids_are_not_reused():
     del function
     gc.collect()
     assert code() is not None  # the stack cache, keyed by the code's id, holds the code itself
+
+
+def test_notes_and_syntax_errors_keep_python_own_exception_lines_redacted():
+    from runs.tracebacks import format_parts
+
+    try:
+        raise ValueError("bad row")
+    except ValueError as exc:
+        exc.add_note("while reading password=hunter22")
+        head, line = format_parts(exc)
+    assert line == "" and head.endswith("ValueError: bad row\nwhile reading password=***\n")
+    try:
+        compile("def (:", "export.py", "exec")
+    except SyntaxError as exc:
+        head, line = format_parts(exc)
+    assert line == "" and 'File "export.py", line 1' in head and "SyntaxError" in head
+
+
+def test_an_exception_class_is_named_the_same_the_first_time_and_after():
+    from runs.tracebacks import format_parts
+
+    class FreshError(Exception):
+        pass
+
+    lines = []
+    for _ in range(2):
+        try:
+            raise FreshError("x")
+        except FreshError as exc:
+            lines.append(format_parts(exc)[1])
+    assert lines == [f"{__name__}.{FreshError.__qualname__}: x\n"] * 2
