@@ -346,3 +346,27 @@ def test_a_chained_exception_keeps_its_cause_redacted_in_the_stored_traceback(pi
     assert "KeyError: 'password=" in text and "hunter22" not in text
     assert "The above exception was the direct cause of the following exception:" in text
     assert text.endswith("ValueError: the member's account is broken\n")
+
+
+def test_an_item_failed_with_a_message_keeps_its_step_and_has_no_traceback(pipeline):
+    def body(run):
+        with run.step("sync") as step:
+            step.fail_item("no e-mail address", identifier="AAA0001", identifier_kind="knvb_id")
+
+    pipeline("message-item", body)
+    run = run_pipeline("message-item")
+    error = RunError.objects.get(run=run)
+    assert (error.step.name, error.step_name, error.message, error.traceback) == (
+        "sync", "sync", "no e-mail address", "")
+
+
+def test_an_exception_without_text_is_named_by_its_class(pipeline):
+    def body(run):
+        with run.step("sync") as step, step.item({"knvb_id": "AAA0001"}):
+            raise KeyError()
+
+    pipeline("textless-item", body)
+    run = run_pipeline("textless-item")
+    error = RunError.objects.get(run=run)
+    assert error.message == "KeyError"
+    assert error.traceback.endswith("\nKeyError\n")

@@ -390,3 +390,12 @@ def test_a_childs_errors_show_in_the_parents_live_error_count_while_it_runs():
     assert (run.status, run.error_count) == ("running", 3)
     assert t.end_run() == "partial"
     assert Run.objects.get(pk=run_id).error_count == 3
+
+
+def test_a_run_asked_to_stop_shows_it_in_the_flag_its_items_read():
+    from runs.tracker import CancelEvent
+
+    tracker = RunTracker("flag")
+    assert isinstance(tracker.cancel_event, CancelEvent) and tracker.cancel_event.flag is False
+    tracker.cancel_event.set()
+    assert tracker.cancel_event.flag is True and tracker.cancel_event.is_set()
