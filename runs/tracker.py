@@ -42,6 +42,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from runs.identifiers import DEFAULT_IDENTIFIER_KEYS, IDENTIFIER_KINDS, identify
 from runs.models import Run, RunError, RunStatus, StepStatus
 from runs.redact import redact, truncate
 from runs.status import compute_run_status
@@ -50,6 +51,7 @@ from runs.writer import (
     DRAIN_TIMEOUT_S,
     ERROR_BATCH,
     Call,
+    CancelEvent,
     StepState,
     Stop,
     Writer,
@@ -58,33 +60,13 @@ from runs.writer import (
     step_totals,
 )
 
-__all__ = ["DEFAULT_IDENTIFIER_KEYS", "IDENTIFIER_KINDS", "RunTracker", "StepState", "compute_run_status",
-           "describe_db_problem"]
+__all__ = ["DEFAULT_IDENTIFIER_KEYS", "IDENTIFIER_KINDS", "CancelEvent", "RunTracker", "StepState",
+           "compute_run_status", "describe_db_problem"]
 
 logger = logging.getLogger("runs.tracker")
 
-DEFAULT_IDENTIFIER_KEYS: tuple[str, ...] = ("knvb_id", "email", "dossier_id", "team_name", "commissie_name")
-
-# How the identifier kind is shown for the keys above.
-IDENTIFIER_KINDS = {"team_name": "team", "commissie_name": "commissie"}
-
 _STEP_STATUSES = set(StepStatus.values)
 _RUN_STATUSES = set(RunStatus.values)
-
-
-class CancelEvent(threading.Event):
-    """The run's cancel event, whose state is also a plain attribute: `Item.__enter__`
-    reads `flag` for every item of a sync, and `Event.is_set` is a Python-level call."""
-
-    flag = False
-
-    def set(self) -> None:
-        self.flag = True
-        super().set()
-
-    def clear(self) -> None:
-        self.flag = False
-        super().clear()
 
 
 def _safe(default: Any = None) -> Callable:
@@ -420,15 +402,21 @@ class RunTracker:
                 self.error_count += 1
                 return
             if isinstance(error, BaseException):
-                text = exception_text(error)
-                head, line = format_parts(error, text)
-                row = self._error_row(step_id, step_name, identifier, identifier_kind, text or type(error).__name__,
-                                      head, line, True)
+                row = self._exception_row(step_id, step_name, identifier, identifier_kind, error)
             else:
                 row = self._error_row(step_id, step_name, identifier, identifier_kind, error, "")
             self._put(row, errors=1)
         except Exception:
             logger.exception("run tracking failed in item_error (the pipeline goes on)")
+
+    def _exception_row(self, step_id: Any, step_name: str, identifier: Any, identifier_kind: str,
+                       exc: BaseException) -> tuple:
+        """The queued row of an exception: its message (`str(exc)` taken once, or its class's
+        name) and its traceback in two parts (runs.tracebacks.format_parts)."""
+        text = exception_text(exc)
+        head, line = format_parts(exc, text)
+        return self._error_row(step_id, step_name, identifier, identifier_kind, text or type(exc).__name__,
+                               head, line, True)
 
     def _error_row(self, step_id: Any, step_name: str, identifier: Any, identifier_kind: str, message: Any,
                    traceback: str, line: str = "", redacted: bool = False) -> tuple:
@@ -479,10 +467,7 @@ class RunTracker:
         rows = []
         for item in errors:
             if isinstance(item, BaseException):
-                text = exception_text(item)
-                head, line = format_parts(item, text)
-                rows.append(self._error_row(step_id, step_name, "", "", text or type(item).__name__,
-                                            head, line, True))
+                rows.append(self._exception_row(step_id, step_name, "", "", item))
             elif isinstance(item, dict):
                 identifier, kind = self.identify(item)
                 message = item.get("message") or item.get("error") or "Unknown error"
@@ -494,24 +479,8 @@ class RunTracker:
         self._put(("errors", rows), errors=len(rows))
 
     def identify(self, obj: Any) -> tuple[str, str]:
-        """The identifier and its kind for an item: a dict's or object's first present key."""
-        if obj is None:
-            return "", ""
-        if isinstance(obj, dict):
-            if obj.get("identifier"):
-                return str(obj["identifier"]), str(obj.get("identifier_kind", ""))
-            for key in self.identifier_keys:
-                value = obj.get(key)
-                if value not in (None, ""):
-                    return str(value), IDENTIFIER_KINDS.get(key, key)
-            return "", ""
-        if isinstance(obj, (str, int)):
-            return str(obj), ""
-        for key in self.identifier_keys:
-            value = getattr(obj, key, None)
-            if value not in (None, ""):
-                return str(value), IDENTIFIER_KINDS.get(key, key)
-        return "", ""
+        """The identifier and its kind for an item (runs.identifiers.identify, this pipeline's keys)."""
+        return identify(obj, self.identifier_keys)
 
     # -- live state ------------------------------------------------------------
 

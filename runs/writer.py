@@ -53,6 +53,8 @@ logger = logging.getLogger("runs.tracker")
 ERROR_BATCH = 1000
 #: How long the final write may keep retrying a locked database.
 DRAIN_TIMEOUT_S = 120.0
+
+
 def describe_db_problem(exc: BaseException) -> str:
     """A volunteer-readable cause for a database error (never the raw text: it
     can carry host names or SQL)."""
@@ -99,6 +101,21 @@ class Call:
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
+
+
+class CancelEvent(threading.Event):
+    """The run's cancel event, whose state is also a plain attribute: `Item.__enter__`
+    reads `flag` for every item of a sync, and `Event.is_set` is a Python-level call."""
+
+    flag = False
+
+    def set(self) -> None:
+        self.flag = True
+        super().set()
+
+    def clear(self) -> None:
+        self.flag = False
+        super().clear()
 
 
 @dataclass
