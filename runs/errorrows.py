@@ -21,6 +21,7 @@ flush writes them again; `lose` drops the ones that can never be written.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from django.db import DatabaseError, connection, transaction
 from runs.bulksql import execute_rows, select_rows, values
 from runs.history import NOT_A_RECORD, problem_identifier, upsert_problems
 from runs.models import RunError
-from runs.redact import needs_redaction, redact, truncate, truncate_traceback
+from runs.redact import any_needs_redaction, redact, truncate, truncate_traceback
 
 logger = logging.getLogger("runs.tracker")
 
@@ -69,17 +70,13 @@ class Redactions:
         return done
 
     def prime(self, identifiers: set[str], messages: set[str]) -> None:
-        """Remember new texts that need no redaction, with one check of them all joined.
-
-        Each of redact's guards is a substring test, so a text holds what a
-        guard looks for only if the joined texts do: a clean join clears every
-        text in it (a guard matched across two texts only costs the per-text way).
-        """
+        """Remember new texts that need no redaction, with one check of them all joined
+        (`any_needs_redaction`)."""
         new_ids = identifiers - self.identifiers.keys()
         new_messages = messages - self.messages.keys()
         if not (new_ids or new_messages) or len(self.messages) + len(self.identifiers) >= _REDACTIONS_MAX:
             return
-        if needs_redaction("\n".join(new_ids) + "\n" + "\n".join(new_messages)):
+        if any_needs_redaction(itertools.chain(new_ids, new_messages)):
             return
         # zip, not a generator: no Python-level step per text (this holds the GIL against the pipeline).
         self.identifiers.update(zip(new_ids, new_ids, strict=True))
@@ -172,12 +169,10 @@ class ErrorRows:
                 if not kind and key in problems:
                     kind = problems[key][0]
                 problems[key] = (kind, step_name, message)
-        # Each of redact's guards is a substring test (see Redactions.prime): lines that are
-        # clean joined are clean one by one; otherwise each is redacted on its own.
-        if lines and needs_redaction("\n".join(lines)):
+        # One check for all the lines; only when it fails is each redacted on its own.
+        if lines and any_needs_redaction(lines):
             for at, head, line in zip(line_at, heads, lines, strict=True):
-                tb = head + redact(line)
-                prepared[at] = tb if len(tb) <= tb_max else truncate_traceback(tb, tb_max)
+                prepared[at] = truncate_traceback(head + redact(line), tb_max)
         self.pending.clear()
 
     def write(self, *, run_id: int, now: datetime) -> None:

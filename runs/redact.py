@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -87,24 +88,36 @@ def redact(text: str) -> str:
     for secret in _known_secrets():
         if secret in text:
             text = text.replace(secret, MASK)
-    if "://" in text and "@" in text:
+    if _may_hold_url_credentials(text):
         text = _URL_CREDENTIALS.sub(lambda m: m.group(1) + f"{MASK}:{MASK}@", text)
-    if (":" in text or "=" in text) and _has_keyword(text.lower()):
+    if _may_hold_key_value(text):
         text = _KEY_VALUE.sub(lambda m: m.group(1) + MASK, text)
     return text
 
 
 def needs_redaction(text: str) -> bool:
-    """Whether `redact(text)` could change `text`: its guards, without the work.
-
-    Every guard is a substring test, so for texts joined into one, a False
-    holds for each of them (runs.errorrows checks a batch of texts at once).
-    """
+    """Whether `redact(text)` could change `text`: its guards, without the work."""
     for secret in _known_secrets():
         if secret in text:
             return True
-    if "://" in text and "@" in text:
-        return True
+    return _may_hold_url_credentials(text) or _may_hold_key_value(text)
+
+
+def any_needs_redaction(texts: Iterable[str]) -> bool:
+    """`needs_redaction` for many texts with one check of them joined.
+
+    Every guard is a substring test, so a text holds what a guard looks for
+    only if the joined texts do: a False holds for each text (a guard matched
+    across two texts only sends the caller the per-text way).
+    """
+    return needs_redaction("\n".join(texts))
+
+
+def _may_hold_url_credentials(text: str) -> bool:
+    return "://" in text and "@" in text
+
+
+def _may_hold_key_value(text: str) -> bool:
     return (":" in text or "=" in text) and _has_keyword(text.lower())
 
 

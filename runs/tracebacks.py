@@ -105,7 +105,6 @@ def _frames(tb: TracebackType) -> str:
 
 
 _CLASS_NAMES: dict[type, str | None] = {}
-_UNSEEN = object()
 
 
 def _class_name(cls: type) -> str | None:
@@ -155,14 +154,9 @@ def format_parts(exc: BaseException, text: str | None = None) -> tuple[str, str]
     redacted, and that line, which the caller must redact (runs.errorrows does, for a
     batch of errors at once). `text`: `exception_text(exc)`, when the caller has it."""
     if exc.__cause__ is None and (exc.__context__ is None or exc.__suppress_context__):
+        line, redacted = _exception_line(exc, text)
         tb = exc.__traceback__
         head = "" if tb is None else _frames(tb)
-        name = _CLASS_NAMES.get(type(exc), _UNSEEN)  # _class_name, without a call for a class seen before
-        if isinstance(name, str) and "__notes__" not in exc.__dict__:
-            if text is None:
-                text = exception_text(exc)
-            return head, f"{name}: {text}\n" if text else f"{name}\n"
-        line, redacted = _exception_line(exc, text)
         return (head + line, "") if redacted else (head, line)
     chain: list[str] = []
     seen: set[int] = set()
