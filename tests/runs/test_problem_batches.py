@@ -210,7 +210,7 @@ def test_a_clean_batch_keeps_long_messages_cut_like_one_by_one():
 # --- multi-row statements -------------------------------------------------------
 
 
-@pytest.mark.parametrize("rows", [1, 15, 16, 17, 48, 49, 255, 256, 257, 600])
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 48, 49, 600, 1023, 1024, 1025, 2100])
 def test_every_row_of_a_batch_is_written_once_whatever_its_size(rows):
     from django.db import transaction
     from django.utils import timezone
@@ -225,6 +225,36 @@ def test_every_row_of_a_batch_is_written_once_whatever_its_size(rows):
         execute_rows(_insert_sql, params, width=len(_ERROR_COLUMNS))
     assert sorted(RunError.objects.filter(run=run).values_list("message", flat=True)) == sorted(
         f"m{i}" for i in range(rows))
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own parameter limit")
+def test_a_batch_fits_an_older_sqlites_limit_of_999_parameters():
+    """Django 5.2 supports SQLite 3.31, which binds at most 999 parameters a statement:
+    1,024-row statements of errors (9 values) or problems (4, plus 5 shared) would fail."""
+    import sqlite3
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from runs.bulksql import execute_rows
+    from runs.errorrows import _ERROR_COLUMNS, _insert_sql
+    from runs.history import upsert_problems
+
+    run = Run.objects.create(pipeline="limit")
+    connection.ensure_connection()
+    raw = connection.connection
+    old = raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    try:
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        params = [v for i in range(1500) for v in (run.pk, None, "limit", "s", f"ID{i}", "", f"m{i}", "", now)]
+        with transaction.atomic():
+            execute_rows(_insert_sql, params, width=len(_ERROR_COLUMNS))
+            upsert_problems({f"ID{i}": ("knvb_id", "s", f"m{i}") for i in range(1500)}, pipeline="limit",
+                            run_id=run.pk, now=timezone.now())
+    finally:
+        raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, old)
+    assert RunError.objects.filter(run=run).count() == 1500
+    assert RecordProblem.objects.filter(pipeline="limit").count() == 1500
 
 
 @pytest.mark.parametrize(("rows", "sizes"), [
