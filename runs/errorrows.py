@@ -12,7 +12,9 @@ which, on each flush:
 * INSERTs them as RunErrors, in multi-row statements;
 * upserts their problems (runs.history.upsert_problems) in the same
   transaction: the latest error per identifier of the batch, unless the run is
-  a dry run or the identifier names an export line (`NOT_A_RECORD`).
+  a dry run or the identifier names an export line (`NOT_A_RECORD`). If that
+  fails, the transaction is retried without problems for the rest of the run
+  (`ProblemsUnwritable`).
 
 Rows stay here until the flush's transaction commits (`clear`), so a retried
 flush writes them again; `lose` drops the ones that can never be written.
@@ -27,7 +29,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 
 from runs.bulksql import execute_rows, select_rows, values
 from runs.history import NOT_A_RECORD, problem_identifier, upsert_problems
@@ -41,6 +43,11 @@ _ERROR_COLUMNS = ("run_id", "step_id", "pipeline", "step_name", "identifier", "i
 _TRACEBACK = _ERROR_COLUMNS.index("traceback")
 # A run with more distinct texts than this redacts the rest without remembering them.
 _REDACTIONS_MAX = 50_000
+
+
+class ProblemsUnwritable(Exception):  # noqa: N818 - reads as "raise ProblemsUnwritable"
+    """A batch's problem upsert failed: its transaction is rolled back and the flush retried,
+    now without problems (`ErrorRows.problems_on` is off), so the errors are kept."""
 
 
 class Redactions:
@@ -181,13 +188,15 @@ class ErrorRows:
             execute_rows(_insert_sql, self.prepared, width=len(_ERROR_COLUMNS))
         if self.problems and self.problems_on:
             try:
-                with transaction.atomic():  # a savepoint: the errors stay if it fails
-                    upsert_problems(self.problems, pipeline=self.pipeline, run_id=run_id, now=now)
-            except DatabaseError:
-                # The errors are what the run page shows; problems follow them again from the next run.
+                upsert_problems(self.problems, pipeline=self.pipeline, run_id=run_id, now=now)
+            except DatabaseError as exc:
+                # The errors are what the run page shows; problems follow them again from the next
+                # run. No savepoint on every batch (two more statements, each a wait for the GIL):
+                # the flush's transaction rolls back and is retried without problems.
                 logger.exception("run tracking: cannot update the open problems of run #%s; "
                                  "its errors are kept", run_id)
                 self.problems_on = False
+                raise ProblemsUnwritable from exc
 
 
 class _Stamps:

@@ -44,7 +44,7 @@ from django.db import DatabaseError, InternalError, OperationalError, Programmin
 from django.utils import timezone
 
 from runs import shutdown
-from runs.errorrows import ErrorRows, Redactions
+from runs.errorrows import ErrorRows, ProblemsUnwritable, Redactions
 from runs.models import Run, RunStep, StepStatus
 
 logger = logging.getLogger("runs.tracker")
@@ -302,6 +302,8 @@ class Writer(threading.Thread):
             try:
                 self._flush(final, full=full)
                 return
+            except ProblemsUnwritable:
+                continue  # rolled back; the same rows again, without their problems
             # PostgreSQL reports a missing table as ProgrammingError and a read-only
             # transaction as InternalError (SQLite: OperationalError for both).
             except (OperationalError, ProgrammingError, InternalError) as exc:
