@@ -30,12 +30,13 @@ from django.db import connection
 
 #: SQLite statement sizes, in rows: a batch takes full statements of the larger and, for
 #: the rest, one statement of the larger or up to three of the smaller, the last one padded.
-#: 1,024 rows: a 1,000-error batch is one INSERT and one upsert. Each statement releases
+#: 1,024 rows: a 1,000-error batch is one INSERT and one upsert; 64: a batch a little over
+#: 1,024 rows pads one or two small statements, not a second large one. Each statement releases
 #: the GIL and waits up to a switch interval (5 ms) to take it back from a CPU-bound
 #: pipeline, so fewer statements let the writer keep up and leave less for the end of
 #: the run (bench/tracker.py: 256 -> 1,024 rows cut the time after the last item by
 #: half). Fewer rows where the database allows fewer parameters (`_sizes`).
-_SQLITE_SIZES = (1024, 16)
+_SQLITE_SIZES = (1024, 64)
 
 
 def execute_rows(sql: Callable[[int, str, bool], str], params: Sequence[Any], *, width: int,

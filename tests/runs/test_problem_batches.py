@@ -210,7 +210,7 @@ def test_a_clean_batch_keeps_long_messages_cut_like_one_by_one():
 # --- multi-row statements -------------------------------------------------------
 
 
-@pytest.mark.parametrize("rows", [1, 15, 16, 17, 48, 49, 600, 1023, 1024, 1025, 2100])
+@pytest.mark.parametrize("rows", [1, 16, 63, 64, 65, 192, 193, 600, 1023, 1024, 1025, 1100, 2100])
 def test_every_row_of_a_batch_is_written_once_whatever_its_size(rows):
     from django.db import transaction
     from django.utils import timezone
