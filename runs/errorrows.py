@@ -183,7 +183,8 @@ class ErrorRows:
         self.pending.clear()
 
     def write(self, *, run_id: int, now: datetime) -> None:
-        """INSERT the prepared rows and upsert their problems (inside the flush's transaction)."""
+        """INSERT the prepared rows and upsert their problems (inside the flush's transaction;
+        a failed upsert raises `ProblemsUnwritable` after turning problems off)."""
         if self.prepared:
             execute_rows(_insert_sql, self.prepared, width=len(_ERROR_COLUMNS))
         if self.problems and self.problems_on:
@@ -191,8 +192,7 @@ class ErrorRows:
                 upsert_problems(self.problems, pipeline=self.pipeline, run_id=run_id, now=now)
             except DatabaseError as exc:
                 # The errors are what the run page shows; problems follow them again from the next
-                # run. No savepoint on every batch (two more statements, each a wait for the GIL):
-                # the flush's transaction rolls back and is retried without problems.
+                # run. Not a savepoint per batch: two more statements, each a wait for the GIL.
                 logger.exception("run tracking: cannot update the open problems of run #%s; "
                                  "its errors are kept", run_id)
                 self.problems_on = False
