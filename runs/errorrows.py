@@ -4,11 +4,12 @@ The pipeline's thread queues each error as a tuple of plain values
 (runs.tracker); the writer (runs.writer) takes them into an `ErrorRows`,
 which, on each flush:
 
-* prepares them: redacted and trimmed, each distinct identifier and message
-  once per run (`Redactions`; a batch whose new texts hold nothing a redaction
-  could touch is cleared with one check of the texts joined), and the
-  exception lines of failed items' tracebacks likewise, one check a batch
-  (runs.tracebacks.format_parts: the frames come redacted);
+* prepares them: redacted and trimmed. A batch's identifiers and messages
+  are checked with one look at them joined, and so are the exception lines
+  of failed items' tracebacks (runs.tracebacks.format_parts: the frames come
+  redacted); only a batch that holds something a redaction could touch has
+  its texts redacted one by one, each distinct text once per run
+  (`Redactions`);
 * INSERTs them as RunErrors, in multi-row statements;
 * upserts their problems (runs.history.upsert_problems) in the same
   transaction: the latest error per identifier of the batch, unless the run is
@@ -25,6 +26,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import operator
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +43,8 @@ logger = logging.getLogger("runs.tracker")
 _ERROR_COLUMNS = ("run_id", "step_id", "pipeline", "step_name", "identifier", "identifier_kind", "message",
                   "traceback", "created_at")
 _TRACEBACK = _ERROR_COLUMNS.index("traceback")
+# A queued error's identifier and message (runs.tracker: ("error", step_id, step_name, identifier, kind, message, ...)).
+_IDENTIFIER, _MESSAGE = operator.itemgetter(3), operator.itemgetter(5)
 # A run with more distinct texts than this redacts the rest without remembering them.
 _REDACTIONS_MAX = 50_000
 
@@ -51,8 +55,9 @@ class ProblemsUnwritable(Exception):  # noqa: N818 - reads as "raise ProblemsUnw
 
 
 class Redactions:
-    """Redacted texts of one run, each computed once: the writer fills it while it
-    prepares error rows, runs.history.resolve_problems reads it at the end."""
+    """Redacted texts of one run, each computed once: the writer fills it for the batches
+    that hold something to redact (`ErrorRows.prepare`), runs.history.resolve_problems
+    reads it at the end."""
 
     def __init__(self) -> None:
         self.identifiers: dict[str, str] = {}
@@ -75,23 +80,6 @@ class Redactions:
             if len(self.messages) < _REDACTIONS_MAX:
                 self.messages[text] = done
         return done
-
-    def prime(self, identifiers: set[str], messages: set[str]) -> None:
-        """Remember new texts that need no redaction, with one check of them all joined
-        (`any_needs_redaction`)."""
-        new_ids = identifiers - self.identifiers.keys()
-        new_messages = messages - self.messages.keys()
-        if not (new_ids or new_messages) or len(self.messages) + len(self.identifiers) >= _REDACTIONS_MAX:
-            return
-        if any_needs_redaction(itertools.chain(new_ids, new_messages)):
-            return
-        # zip, not a generator: no Python-level step per text (this holds the GIL against the pipeline).
-        self.identifiers.update(zip(new_ids, new_ids, strict=True))
-        limit = RunError.MESSAGE_MAX
-        if new_messages and max(map(len, new_messages)) > limit:
-            self.messages.update((t, truncate(t, limit)) for t in new_messages)
-        else:
-            self.messages.update(zip(new_messages, new_messages, strict=True))
 
 
 class ErrorRows:
@@ -131,10 +119,12 @@ class ErrorRows:
             return
         if self._stamps is None:
             self._stamps = _Stamps()
-        pipeline, stamp = self.pipeline, self._stamps
-        redactions = self.redactions  # its dicts first: a method call costs more than the lookup
-        redactions.prime({row[3] for row in self.pending}, {row[5] for row in self.pending})
-        identifiers, messages, tb_max = redactions.identifiers, redactions.messages, RunError.TRACEBACK_MAX
+        pipeline, stamp, redactions = self.pipeline, self._stamps, self.redactions
+        tb_max, message_max = RunError.TRACEBACK_MAX, RunError.MESSAGE_MAX
+        # The batch's identifiers and messages, checked joined: every guard of runs.redact is a
+        # substring test. A clean batch (the rule) keeps its texts. Not a memo of every text:
+        # remembering a run's 10,000 new texts held the GIL longer than this check does.
+        clean = not any_needs_redaction(itertools.chain(map(_IDENTIFIER, self.pending), map(_MESSAGE, self.pending)))
         prepared = self.prepared
         extend, problems = prepared.extend, self.problems if self.problems_on else None
         # Exception lines of failed items' tracebacks (runs.tracebacks.format_parts): redacted
@@ -155,8 +145,10 @@ class ErrorRows:
                 line_at.append(len(prepared) + _TRACEBACK)
                 heads.append(tb)
                 tb += line
-            identifier = identifiers.get(identifier) or redactions.identifier(identifier)
-            message = messages.get(message) or redactions.message(message)
+            if not clean:
+                identifier, message = redactions.identifier(identifier), redactions.message(message)
+            elif len(message) > message_max:
+                message = truncate(message, message_max)
             extend((
                 run_id,
                 step_pks.get(step_id),  # None: a run-wide error (or a step that was never written)

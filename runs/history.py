@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from runs.bulksql import execute_rows, select_rows
 from runs.models import ChangeAction, RecordChange, RecordProblem
-from runs.redact import truncate
+from runs.redact import any_needs_redaction, truncate
 
 if TYPE_CHECKING:
     from runs.pipeline import Step
@@ -237,9 +237,12 @@ def resolve_problems(tracker: RunTracker) -> dict[str, int]:
         candidates = dict(cursor.fetchall())
     failed: set[str] = set()
     if candidates or tracker.left_identifiers:
-        # The identifiers this run had an error on, as the problems store them.
-        redact = tracker.redactions.identifier
-        failed = {problem_identifier(redact(i)) for i in tracker.error_identifiers}
+        # The identifiers this run had an error on, as the problems store them (redacted: one
+        # check of them all joined, and only if it finds something, each on its own).
+        identifiers = tracker.error_identifiers
+        if any_needs_redaction(identifiers):
+            identifiers = set(map(tracker.redactions.identifier, identifiers))
+        failed = {problem_identifier(i) for i in identifiers}
     wanted = candidates.keys() - failed
     fixed = [candidates[i] for i in wanted & _processed_identifiers(tracker, wanted)] if wanted else []
     left = sorted(tracker.left_identifiers - failed)

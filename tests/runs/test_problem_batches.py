@@ -183,28 +183,46 @@ def test_needs_redaction_is_false_only_where_redact_changes_nothing(text):
         assert needs_redaction(text)
 
 
+def _prepared(errors, *, redactions=None):
+    """An ErrorRows batch of queued errors (identifier, message) as the writer prepares it: its
+    rows' (identifier, message) and its problems."""
+    from runs.errorrows import _ERROR_COLUMNS, ErrorRows
+
+    rows = ErrorRows(pipeline="batch", redactions=redactions or Redactions(), problems=True)
+    rows.pending.extend(("error", None, "sync", identifier, "knvb_id", message, "", True, "", 1_764_403_200.0)
+                        for identifier, message in errors)
+    rows.prepare(1, {})
+    width, at = len(_ERROR_COLUMNS), _ERROR_COLUMNS.index
+    return (list(zip(rows.prepared[at("identifier")::width], rows.prepared[at("message")::width], strict=True)),
+            rows.problems)
+
+
 def test_a_batch_with_one_secret_among_clean_texts_still_redacts_that_one(settings):
     settings.LAPOSTA_API_KEY = "s3cr3t-laposta-key"
     clear_secret_cache()
     try:
+        clean = [(f"AAA{i:04d}", f"member {i} has no team") for i in range(50)]
+        secret = ("AAA9999", "request failed: key s3cr3t-laposta-key refused")
         redactions = Redactions()
-        clean = {f"member {i} has no team" for i in range(50)}
-        secret = "request failed: key s3cr3t-laposta-key refused"
-        redactions.prime({"AAA1111"}, clean | {secret})
-        assert secret not in redactions.messages  # the joined check failed: each text on its own
-        assert "s3cr3t" not in redactions.message(secret) and MASK in redactions.message(secret)
-        redactions.prime({"AAA1111"}, clean)
-        assert all(redactions.messages[t] == t for t in clean)
-        assert redactions.identifiers["AAA1111"] == "AAA1111"
+        rows, problems = _prepared([*clean, secret, ("s3cr3t-laposta-key", "no team")], redactions=redactions)
+        assert rows[:50] == clean  # the joined check found a secret: each text on its own, the clean ones kept
+        assert rows[50] == ("AAA9999", f"request failed: key {MASK} refused")
+        assert rows[51] == (MASK, "no team")
+        assert problems[MASK] == ("knvb_id", "sync", "no team") and "s3cr3t-laposta-key" not in problems
+        assert redactions.messages[secret[1]] == rows[50][1]  # each distinct text redacted once per run
+        assert _prepared(clean) == (clean, {i: ("knvb_id", "sync", m) for i, m in clean})
     finally:
         clear_secret_cache()
 
 
-def test_a_clean_batch_keeps_long_messages_cut_like_one_by_one():
-    redactions = Redactions()
+@pytest.mark.parametrize("secret", [False, True])
+def test_a_long_message_is_cut_alike_in_a_clean_batch_and_one_redacted_text_by_text(secret):
     long = "y" * (RunError.MESSAGE_MAX + 50)
-    redactions.prime(set(), {long})
-    assert redactions.messages[long] == redact(long)[: RunError.MESSAGE_MAX - 1] + "…"
+    other = ("AAA2", "Authorization: Bearer abc" if secret else "clean")
+    rows, problems = _prepared([("AAA1", long), other])
+    assert rows[0][1] == redact(long)[: RunError.MESSAGE_MAX - 1] + "…"
+    assert problems["AAA1"][2] == rows[0][1]
+    assert rows[1][1] == redact(other[1])
 
 
 # --- multi-row statements -------------------------------------------------------
