@@ -14,8 +14,8 @@ whether the final run row is committed, why it cancelled the run).
   A separate thread simply waits its turn (and retries "database is locked"
   until the run ends) while the pipeline goes on.
 * The pipeline never waits on tracking I/O in its item loop: errors are queued and written in
-  batches by `runs.errorrows.ErrorRows` (redacted here, each distinct identifier and message
-  once per run; multi-row INSERTs), and the problems they open or update are upserted in the
+  batches by `runs.errorrows.ErrorRows` (redacted here: one joined check a batch, text by
+  text only when it finds something; multi-row INSERTs), and the problems they open or update are upserted in the
   same transaction (runs.history.upsert_problems): the end of the run only resolves. Counters live in
   memory and are flushed, with the heartbeat and the run's error count, every
   flush interval (RUNS_FLUSH_INTERVAL_S, 1 s); each such flush also notices a
