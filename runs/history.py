@@ -235,17 +235,14 @@ def resolve_problems(tracker: RunTracker) -> dict[str, int]:
                  .exclude(last_run_id=run_id).order_by().values_list("identifier", "pk").query)
         cursor.execute(*query.sql_with_params())
         candidates = dict(cursor.fetchall())
+    # Identifiers compare as the problems store them (`stored_identifiers`): the ones this
+    # run had an error on, processed and left.
     failed: set[str] = set()
     if candidates or tracker.left_identifiers:
-        # The identifiers this run had an error on, as the problems store them (redacted: one
-        # check of them all joined, and only if it finds something, each on its own).
-        identifiers = tracker.error_identifiers
-        if any_needs_redaction(identifiers):
-            identifiers = set(map(tracker.redactions.identifier, identifiers))
-        failed = {problem_identifier(i) for i in identifiers}
+        failed = stored_identifiers(tracker, tracker.error_identifiers)
     wanted = candidates.keys() - failed
-    fixed = [candidates[i] for i in wanted & _processed_identifiers(tracker, wanted)] if wanted else []
-    left = sorted(tracker.left_identifiers - failed)
+    fixed = [candidates[i] for i in _processed_identifiers(tracker, wanted)] if wanted else []
+    left = sorted(stored_identifiers(tracker, tracker.left_identifiers) - failed)
     with transaction.atomic():
         for start in range(0, len(fixed), 500):
             counts["resolved"] += RecordProblem.objects.filter(pk__in=fixed[start:start + 500]).update(
@@ -263,16 +260,34 @@ def _column(name: str) -> str:
     return cast(Field, RecordProblem._meta.get_field(name)).column
 
 
+def stored_identifiers(tracker: RunTracker, identifiers: Iterable[str]) -> set[str]:
+    """`identifiers` as a problem stores them, the way the writer makes them (runs.errorrows):
+    cut to 255 characters, redacted, and cut again. One check of them all joined; only if it
+    finds something is each redacted on its own (once per run: `tracker.redactions`)."""
+    cut = set(identifiers)
+    if max(map(len, cut), default=0) > 255:  # rare: not a new string per identifier
+        cut = {identifier[:255] for identifier in cut}
+    if not any_needs_redaction(cut):
+        return cut
+    return {problem_identifier(redacted) for redacted in map(tracker.redactions.identifier, cut)}
+
+
 def _processed_identifiers(tracker: RunTracker, wanted: set[str]) -> set[str]:
-    """Which of `wanted` the run processed. Items are identified only now, and
-    only when a problem is open: a run without problems pays one list append
-    per item."""
-    found = set()
+    """Which of `wanted` (stored identifiers) the run processed. Items are identified
+    only now, and only when a problem is open: a run without problems pays one list
+    append per item."""
+    found, others = set(), []
     identify = tracker.identify
     for item in tracker.processed_items:
         identifier = item if isinstance(item, str) else identify(item)[0]
         if identifier in wanted:
             found.add(identifier)
+        else:
+            others.append(identifier)
+    if others and len(found) < len(wanted):
+        # A problem stores an identifier that holds a secret masked, and a long one cut: the
+        # rest of `wanted` can match only so.
+        found |= wanted & stored_identifiers(tracker, others)
     return found
 
 

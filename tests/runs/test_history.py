@@ -13,6 +13,7 @@ from django.utils import timezone
 from runs.history import ChangeLog
 from runs.models import ChangeAction, RecordChange, RecordProblem, Run
 from runs.pipeline import register, unregister
+from runs.redact import clear_secret_cache
 from runs.retention import prune_runs
 from runs.runner import run_pipeline
 
@@ -117,6 +118,64 @@ def test_a_record_that_leaves_resolves_its_problems_in_every_pipeline():
     assert problem.resolution == "left" and problem.resolved_run == run
     change = RecordChange.objects.get()
     assert change.action == ChangeAction.RETIRED and change.changes == {"is_former": [False, True]}
+
+
+#: Identifiers a problem cannot store as they are: masked (a configured secret, a URL's
+#: credentials) or cut (over 255 characters).
+ODD_IDENTIFIERS = {
+    "secret": "list-s3cr3t-laposta-key",
+    "url": "https://sync:hunter22@lists.example.org/club",
+    "long": "AAA" + "9" * 300,
+}
+
+
+@pytest.fixture
+def laposta_secret(settings):
+    settings.LAPOSTA_API_KEY = "s3cr3t-laposta-key"
+    clear_secret_cache()
+    yield
+    clear_secret_cache()
+
+
+@pytest.mark.parametrize("kind", ODD_IDENTIFIERS)
+def test_a_problem_on_an_identifier_stored_masked_or_cut_is_fixed_by_a_run_that_processes_it(kind, laposta_secret):
+    identifier = ODD_IDENTIFIERS[kind]
+    ROWS[:] = [(identifier, "boom"), ("BBB2222", "boom")]
+    run_pipeline("history-sample")
+    stored = RecordProblem.objects.exclude(identifier="BBB2222").get().identifier
+    assert stored != identifier and "s3cr3t" not in stored and "hunter22" not in stored and len(stored) <= 255
+    ROWS[:] = [(identifier, None), ("BBB2222", "boom")]
+    fixed = run_pipeline("history-sample")
+    problem = RecordProblem.objects.get(identifier=stored)
+    assert problem.resolution == "fixed" and problem.resolved_run == fixed
+    assert RecordProblem.objects.get(identifier="BBB2222").is_open
+    ROWS[:] = [(identifier, "boom again")]  # failing again opens a new one: the fixed one stays fixed
+    run_pipeline("history-sample")
+    assert list(RecordProblem.objects.filter(identifier=stored).values_list("resolution", flat=True)
+                .order_by("pk")) == ["fixed", ""]
+
+
+@pytest.mark.parametrize("kind", ODD_IDENTIFIERS)
+def test_a_record_stored_masked_or_cut_that_fails_again_keeps_its_problem_open(kind, laposta_secret):
+    identifier = ODD_IDENTIFIERS[kind]
+    ROWS[:] = [(identifier, "boom")]
+    run_pipeline("history-sample")
+    ROWS[:] = [(identifier, None), (identifier, "boom again")]  # processed once, failed once: not fixed
+    run_pipeline("history-sample")
+    problem = RecordProblem.objects.get()
+    assert problem.is_open and problem.failing_runs == 2
+
+
+@pytest.mark.parametrize("kind", ODD_IDENTIFIERS)
+def test_a_record_stored_masked_or_cut_that_leaves_resolves_its_problem(kind, laposta_secret):
+    identifier = ODD_IDENTIFIERS[kind]
+    ROWS[:] = [(identifier, "boom")]
+    run_pipeline("history-sample")
+    ROWS[:] = []
+    RETIRE[:] = [identifier]
+    run = run_pipeline("history-sample")
+    problem = RecordProblem.objects.get()
+    assert problem.resolution == "left" and problem.resolved_run == run
 
 
 def test_a_dry_run_changes_no_problem_and_files_no_change():
