@@ -10,6 +10,9 @@ Prints one JSON line:
   overhead_paired          the median of tracked / untracked per repeat, each tracked run
                            against the bare loop measured just before it: on a machine whose
                            speed drifts (a shared VM), the steadier of the two figures
+  overhead_s               the median of tracked - untracked per repeat: what tracking adds in
+                           seconds. On a shared VM it stays about the same while the bare
+                           loop's speed moves, so the ratios are higher when the VM runs fast
   errors_write_s           record_errors(10,000 dicts) until end_run returns, all committed:
                            the RunErrors and the 10,000 problems they open or update
   raw_sqlite_s             sqlite3 of the same rows, one transaction, WAL file: executemany
@@ -178,12 +181,13 @@ def main():
                     step.updated()
 
     rows = error_rows(ERRORS)
-    results = {"untracked": [], "tracked": [], "errors_write": [], "raw": [], "paired": []}
+    results = {"untracked": [], "tracked": [], "errors_write": [], "raw": [], "paired": [], "added": []}
     errors_write(rows)  # the first run opens the 10,000 problems; the repeats update them
     for _ in range(REPEAT):
         results["untracked"].append(untracked())
         results["tracked"].append(tracked())
         results["paired"].append(results["tracked"][-1] / results["untracked"][-1])
+        results["added"].append(results["tracked"][-1] - results["untracked"][-1])
         results["errors_write"].append(errors_write(rows))
         results["raw"].append(raw_sqlite(rows, workdir))
     untracked_s, tracked_s = median(results["untracked"]), median(results["tracked"])
@@ -195,6 +199,7 @@ def main():
         "tracked_s": round(tracked_s, 4),
         "overhead_ratio": round(tracked_s / untracked_s, 3),
         "overhead_paired": round(median(results["paired"]), 3),
+        "overhead_s": round(median(results["added"]), 4),
         "overhead_target": OVERHEAD_TARGET,
         "errors_write_s": round(errors_write_s, 4),
         "raw_sqlite_s": round(raw_s, 4),
