@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -38,7 +38,7 @@ from django.db.models import Field
 from django.utils import timezone
 
 from runs.bulksql import execute_rows, select_rows
-from runs.models import ChangeAction, RecordChange, RecordProblem
+from runs.models import ChangeAction, RecordChange, RecordProblem, RunError
 from runs.redact import any_needs_redaction, truncate
 
 if TYPE_CHECKING:
@@ -208,8 +208,8 @@ def _upsert_sql(rows: int, placeholder: str, padded: bool) -> str:
 
 
 def problem_identifier(redacted: str) -> str:
-    """A redacted error identifier as a problem stores it (at most 255 characters)."""
-    return truncate(redacted, 255)
+    """A redacted error identifier as a problem stores it (at most RunError.IDENTIFIER_MAX characters)."""
+    return truncate(redacted, RunError.IDENTIFIER_MAX)
 
 
 def resolve_problems(tracker: RunTracker) -> dict[str, int]:
@@ -260,35 +260,30 @@ def _column(name: str) -> str:
     return cast(Field, RecordProblem._meta.get_field(name)).column
 
 
-def stored_identifiers(tracker: RunTracker, identifiers: Iterable[str]) -> set[str]:
-    """`identifiers` as a problem stores them, the way the writer makes them (runs.errorrows):
-    cut to 255 characters, redacted, and cut again. One check of them all joined; only if it
-    finds something is each redacted on its own (once per run: `tracker.redactions`)."""
-    cut = set(identifiers)
-    if max(map(len, cut), default=0) > 255:  # rare: not a new string per identifier
-        cut = {identifier[:255] for identifier in cut}
+def stored_identifiers(tracker: RunTracker, identifiers: Collection[str]) -> set[str]:
+    """`identifiers` as a problem stores them, the way the tracker and the writer make them
+    (runs.tracker, runs.errorrows): cut to RunError.IDENTIFIER_MAX, redacted, and cut again.
+    One check of them all joined; only if it finds something is each redacted on its own
+    (once per run: `tracker.redactions`)."""
+    limit = RunError.IDENTIFIER_MAX
+    # Rarely over the limit: no new string per identifier. (The lengths are read before the
+    # set is made: a set's scattered strings take several times longer to visit.)
+    if max(map(len, identifiers), default=0) > limit:
+        cut = {identifier[:limit] for identifier in identifiers}
+    else:
+        cut = set(identifiers)
     if not any_needs_redaction(cut):
         return cut
     return {problem_identifier(redacted) for redacted in map(tracker.redactions.identifier, cut)}
 
 
 def _processed_identifiers(tracker: RunTracker, wanted: set[str]) -> set[str]:
-    """Which of `wanted` (stored identifiers) the run processed. Items are identified
-    only now, and only when a problem is open: a run without problems pays one list
-    append per item."""
-    found, others = set(), []
+    """Which of `wanted` (stored identifiers) the run processed, compared as stored. Items
+    are identified only now, and only when a problem is open: a run without problems pays
+    one list append per item."""
     identify = tracker.identify
-    for item in tracker.processed_items:
-        identifier = item if isinstance(item, str) else identify(item)[0]
-        if identifier in wanted:
-            found.add(identifier)
-        else:
-            others.append(identifier)
-    if others and len(found) < len(wanted):
-        # A problem stores an identifier that holds a secret masked, and a long one cut: the
-        # rest of `wanted` can match only so.
-        found |= wanted & stored_identifiers(tracker, others)
-    return found
+    return wanted & stored_identifiers(
+        tracker, [item if isinstance(item, str) else identify(item)[0] for item in tracker.processed_items])
 
 
 def identifiers_in(values: Iterable[Any]) -> list[str]:

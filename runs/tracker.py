@@ -65,6 +65,7 @@ __all__ = ["DEFAULT_IDENTIFIER_KEYS", "IDENTIFIER_KINDS", "CancelEvent", "RunTra
 
 logger = logging.getLogger("runs.tracker")
 
+_IDENTIFIER_MAX = RunError.IDENTIFIER_MAX
 _STEP_STATUSES = set(StepStatus.values)
 _RUN_STATUSES = set(RunStatus.values)
 
@@ -427,7 +428,7 @@ class RunTracker:
         self.error_count += 1
         step_name, kind = str(step_name)[:100], str(identifier_kind)[:32]
         message = str(message) if message else ""
-        identifier = "" if identifier is None or identifier == "" else str(identifier)[:255]
+        identifier = "" if identifier is None or identifier == "" else str(identifier)[:_IDENTIFIER_MAX]
         if identifier:
             self.error_identifiers.add(identifier)
         # A float timestamp (the writer makes it created_at: cheaper than timezone.now()). Plain values

@@ -235,7 +235,8 @@ class RunError(models.Model):
     # instead of a probe into Run per error.
     pipeline = models.CharField(max_length=64, blank=True, db_default="")
     step_name = models.CharField(max_length=100, blank=True)
-    identifier = models.CharField(max_length=255, blank=True)
+    IDENTIFIER_MAX = 255  # the tracker cuts identifiers to it; problems store them so (runs.history)
+    identifier = models.CharField(max_length=IDENTIFIER_MAX, blank=True)
     identifier_kind = models.CharField(max_length=32, blank=True)
     message = models.TextField()
     traceback = models.TextField(blank=True)
